@@ -1,0 +1,99 @@
+"""Parity cases: what to run (model, prompt, seed, size, steps, dtype) and what to expect.
+
+Bundled cases are TOML files in fixtures/cases/; a user's case file has the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.errors import ParityError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CASES_DIR = REPO_ROOT / "fixtures" / "cases"
+DTYPES = ("float32", "bfloat16")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class Case:
+    name: str
+    family: str | None = None
+    fixture: str | None = None  # a builder in fixtures/ (built offline into the cache)
+    model_dir: str | None = None  # or a Diffusers-layout directory of the user's
+    prompt: str = "a photo of a cat"
+    negative_prompt: str | None = None
+    seed: int = 0
+    height: int = 64
+    width: int = 64
+    steps: int = 4
+    guidance_scale: float = 3.5
+    max_sequence_length: int = 512
+    dtype: str = "float32"
+    device: str = "cpu"
+    expected: str = "pass"  # "fail" marks a known, documented divergence (see `reason`)
+    reason: str = ""
+    tolerance: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> Case:
+        if self.dtype not in DTYPES:
+            raise ParityError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device not in DEVICES:
+            raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("height", "width", "steps", "max_sequence_length"):
+            if getattr(self, name) <= 0:
+                raise ParityError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.height % 16 or self.width % 16:
+            raise ParityError(f"height and width must be multiples of 16, got {self.height}x{self.width}")
+        if self.expected not in ("pass", "fail"):
+            raise ParityError(f"case {self.name}: expected must be 'pass' or 'fail'")
+        if (self.fixture is None) == (self.model_dir is None):
+            raise ParityError(f"case {self.name}: give exactly one of 'fixture' or 'model_dir'")
+        return self
+
+    def with_overrides(self, **overrides: Any) -> Case:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given).validate()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_file(path: Path) -> Case:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ParityError(f"cannot read case file {path}: {exc}") from None
+    data.setdefault("name", path.stem)
+    known = {f.name for f in dataclasses.fields(Case)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ParityError(f"case file {path}: unknown keys {unknown}; known: {sorted(known)}")
+    if data.get("model_dir") and not Path(data["model_dir"]).is_absolute():
+        data["model_dir"] = str((path.parent / data["model_dir"]).resolve())
+    return Case(**data).validate()
+
+
+def bundled() -> dict[str, Case]:
+    return {c.name: c for c in (load_file(p) for p in sorted(CASES_DIR.glob("*.toml")))}
+
+
+def resolve(target: str, family: str | None = None) -> Case:
+    """A bundled case name, a case file (.toml), or a Diffusers model directory."""
+    cases = bundled()
+    if target in cases:
+        return cases[target]
+    path = Path(target)
+    if path.suffix == ".toml" and path.is_file():
+        return load_file(path)
+    if path.is_dir():
+        return Case(name=path.name, family=family, model_dir=str(path.resolve())).validate()
+    if path.exists():
+        raise ParityError(f"{target} is not a directory, a case file (.toml) or a bundled case")
+    raise ParityError(
+        f"no bundled case or directory named {target!r} (bundled: {', '.join(sorted(cases))})"
+    )

@@ -1,0 +1,106 @@
+"""Judge each aligned pair against the tolerance policy; one Check per compared tensor."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from parity import metrics
+from parity.align import Pair
+from parity.tolerance import Policy, Tolerance
+
+
+@dataclass
+class Check:
+    stage: str
+    tensor: str
+    step: int | None
+    block: str | None
+    passed: bool
+    status: str  # ok | mismatch | shape | nonfinite | missing_port | missing_reference
+    tolerance: Tolerance
+    metrics: metrics.Metrics | None
+    min_atol: float = math.nan  # smallest atol that would have passed, at the tolerance's rtol
+    message: str = ""
+    order: int = 0  # position in the reference's execution order
+    extra: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """A flat dict: one line of checks.csv, one element of report.json's `checks`."""
+        row = {
+            "stage": self.stage,
+            "tensor": self.tensor,
+            "step": self.step,
+            "block": self.block,
+            "passed": self.passed,
+            "status": self.status,
+            "tolerance": self.tolerance.describe(),
+            "atol": None if self.tolerance.exact else self.tolerance.atol,
+            "rtol": None if self.tolerance.exact else self.tolerance.rtol,
+            "max_rel_l2": self.tolerance.rel_l2,
+            "tolerance_source": self.tolerance.source,
+            "min_atol": None if math.isnan(self.min_atol) else self.min_atol,
+            "message": self.message,
+        }
+        if self.metrics is not None:
+            row.update(self.metrics.as_dict())
+        row.update(self.extra)
+        return row
+
+
+def _judge(
+    ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float
+) -> tuple[bool, str, float, str]:
+    """(passed, status, min_atol, message) for one pair of tensors of equal shape."""
+    if tol.exact:
+        same = ref.dtype == port.dtype and torch.equal(ref, port)
+        if same:
+            return True, "ok", 0.0, ""
+        if ref.is_floating_point() or port.is_floating_point():
+            min_atol = metrics.min_passing_atol(ref, port, 0.0)
+        else:
+            min_atol = float((ref.long() - port.long()).abs().max()) if ref.numel() else 0.0
+        differing = int((ref.to(torch.float64) != port.to(torch.float64)).sum())
+        detail = f"{differing} of {ref.numel()} elements differ"
+        if ref.dtype != port.dtype:
+            detail += f"; dtype {ref.dtype} vs {port.dtype}"
+        return False, "mismatch", min_atol, f"expected exact equality: {detail}"
+    min_atol = metrics.min_passing_atol(ref, port, tol.rtol)
+    if math.isinf(min_atol):
+        return False, "nonfinite", min_atol, "NaN/Inf where the reference has none (or vice versa)"
+    problems = []
+    if min_atol > tol.atol:
+        problems.append(
+            f"exceeds atol={tol.atol:.3g} at rtol={tol.rtol:.3g}; atol={min_atol:.3g} would have passed"
+        )
+    if tol.rel_l2 is not None and rel_l2 > tol.rel_l2:
+        problems.append(f"rel_l2={rel_l2:.3g} exceeds {tol.rel_l2:.3g}; rel_l2<={rel_l2:.3g} would have passed")
+    if problems:
+        return False, "mismatch", min_atol, "; ".join(problems)
+    return True, "ok", min_atol, ""
+
+
+def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
+    key = pair.key
+    tol = policy.for_tensor(pair.stage, key.tensor)
+    base = dict(stage=pair.stage, tensor=key.tensor, step=key.step, block=key.block, order=order)
+    if pair.port is None or pair.reference is None:
+        status = "missing_port" if pair.port is None else "missing_reference"
+        side = "port" if pair.port is None else "reference"
+        msg = f"the {side} produced no {key.label()}"
+        return Check(passed=False, status=status, tolerance=tol, metrics=None, message=msg, **base)
+    ref, port = pair.reference, pair.port
+    m = metrics.compute(ref, port)
+    if not m.shape_match:
+        msg = f"shape {list(port.shape)} vs reference {list(ref.shape)}"
+        return Check(passed=False, status="shape", tolerance=tol, metrics=m, message=msg, **base)
+    passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2)
+    return Check(
+        passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, **base
+    )
+
+
+def compare(pairs: list[Pair], policy: Policy) -> list[Check]:
+    return [compare_pair(pair, policy, order) for order, pair in enumerate(pairs)]

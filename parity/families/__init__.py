@@ -1,0 +1,59 @@
+"""Family adapters by name; plugins may register more with `register`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from parity.errors import ParityError
+from parity.families.base import FamilyAdapter
+from parity.families.flux import FLUX
+
+_ADAPTERS: dict[str, FamilyAdapter] = {}
+
+
+def register(adapter: FamilyAdapter) -> FamilyAdapter:
+    _ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+def get(name: str) -> FamilyAdapter:
+    try:
+        return _ADAPTERS[name]
+    except KeyError:
+        raise ParityError(f"unknown family {name!r}; known: {', '.join(sorted(_ADAPTERS))}") from None
+
+
+def names() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def detect(model_dir: Path) -> FamilyAdapter:
+    """The adapter whose Diffusers pipeline class is the directory's model_index.json `_class_name`."""
+    class_name = read_model_index(model_dir).get("_class_name")
+    for adapter in _ADAPTERS.values():
+        if class_name in adapter.diffusers_classes:
+            return adapter
+    raise ParityError(
+        f"{model_dir}: no family adapter for pipeline class {class_name!r} "
+        f"(known families: {', '.join(sorted(_ADAPTERS))}); pass --family or add an adapter"
+    )
+
+
+def read_model_index(model_dir: Path) -> dict:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ParityError(f"model directory {model_dir} does not exist")
+    index = model_dir / "model_index.json"
+    if not index.is_file():
+        raise ParityError(f"{model_dir} is not a Diffusers model directory: no model_index.json")
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ParityError(f"{index} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "_class_name" not in data:
+        raise ParityError(f"{index} has no _class_name: not a Diffusers pipeline directory")
+    return data
+
+
+register(FLUX)

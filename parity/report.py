@@ -1,0 +1,135 @@
+"""Write report.json, report.md and checks.csv, each atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from parity.compare import Check
+from parity.verdict import Verdict
+
+SCHEMA_VERSION = 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN/Infinity: NaN becomes null, infinities the strings "inf" / "-inf"."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def checks_table(checks: list[Check]) -> pd.DataFrame:
+    return pd.DataFrame([c.row() for c in checks])
+
+
+def build(verdict: Verdict, checks: list[Check], context: dict[str, Any]) -> dict[str, Any]:
+    """The report.json document. `context` holds case, versions, pipelines, timings, notes."""
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "verdict": verdict.verdict,
+        "first_divergence": verdict.first_divergence,
+        "error": verdict.error,
+        "summary": {
+            "checks": len(checks),
+            "passed": sum(c.passed for c in checks),
+            "failed": sum(not c.passed for c in checks),
+        },
+    }
+    doc.update(context)
+    doc["checks"] = [c.row() for c in checks]
+    return _json_safe(doc)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    out = io.StringIO()
+    case = doc.get("case", {})
+    out.write(f"# Parity report: {case.get('name', '?')}\n\n")
+    out.write(f"**Verdict: {doc['verdict'].upper()}**")
+    fd = doc.get("first_divergence")
+    if fd:
+        where = ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
+        out.write(f" — first divergence: {where}")
+    out.write("\n\n")
+    if doc.get("error"):
+        out.write(f"Error: {doc['error']}\n\n")
+    s = doc["summary"]
+    out.write(f"{s['passed']} of {s['checks']} checks passed.\n\n")
+    pipes = doc.get("pipelines", {})
+    if pipes:
+        out.write(
+            f"Reference: `{pipes.get('reference')}` · Port: `{pipes.get('port')}`"
+            f" · dtype {case.get('dtype')} · device {case.get('device')}\n\n"
+        )
+    out.write("| | stage | tensor | step | block | max abs | cosine | SQNR dB | tolerance | min atol |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|---|\n")
+    for row in doc["checks"]:
+        mark = "✅" if row["passed"] else "❌"
+        cells = [
+            mark,
+            row["stage"],
+            row["tensor"],
+            _fmt(row["step"]),
+            _fmt(row["block"]),
+            _fmt(row.get("max_abs")),
+            _fmt(row.get("cosine")),
+            _fmt(row.get("sqnr_db")),
+            row["tolerance"],
+            _fmt(row["min_atol"]),
+        ]
+        out.write("| " + " | ".join(cells) + " |\n")
+    failing = [r for r in doc["checks"] if not r["passed"] and r["message"]]
+    if failing:
+        out.write("\n## Failures\n\n")
+        for row in failing:
+            out.write(f"- `{row['stage']}/{row['tensor']}`: {row['message']}\n")
+    notes = doc.get("notes") or []
+    if notes:
+        out.write("\n## Notes\n\n" + "".join(f"- {n}\n" for n in notes))
+    return out.getvalue()
+
+
+def write(out_dir: Path, verdict: Verdict, checks: list[Check], context: dict[str, Any]) -> dict:
+    doc = build(verdict, checks, context)
+    out_dir = Path(out_dir)
+    write_atomic(out_dir / "report.json", json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    write_atomic(out_dir / "report.md", markdown(doc))
+    write_atomic(out_dir / "checks.csv", checks_table(checks).to_csv(index=False))
+    return doc

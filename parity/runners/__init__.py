@@ -1,0 +1,23 @@
+"""Runners build and run one library's pipeline with taps, filling a Trace.
+
+Each runner is the only module that knows its library's internals:
+`diffusers_runner` (the reference) and `sglang_runner` (the port).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RunInfo:
+    """What a runner ran: its pipeline class, component classes and notes for the report."""
+
+    pipeline: str = ""
+    components: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def qualified_name(obj: object) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"

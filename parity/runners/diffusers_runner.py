@@ -1,0 +1,103 @@
+"""The reference: Diffusers' own pipeline, loaded from the model directory, with taps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parity import stages
+from parity.cases import Case
+from parity.errors import ParityError
+from parity.families.base import FamilyAdapter
+from parity.runners import RunInfo, qualified_name
+from parity.runners.tokenizer_taps import tap_tokenizer
+from parity.taps import Taps, argument, first_tensor
+from parity.trace import Trace
+
+
+def load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+    import diffusers
+
+    try:
+        pipe = diffusers.DiffusionPipeline.from_pretrained(
+            str(model_dir), torch_dtype=getattr(torch, case.dtype), local_files_only=True
+        )
+    except Exception as exc:  # diffusers raises many types; all mean "cannot load this dir"
+        raise ParityError(f"Diffusers cannot load {model_dir}: {type(exc).__name__}: {exc}") from exc
+    if type(pipe).__name__ not in adapter.diffusers_classes:
+        raise ParityError(
+            f"Diffusers loaded {type(pipe).__name__}, but family {adapter.name!r} expects "
+            f"{', '.join(adapter.diffusers_classes)}"
+        )
+    pipe.to(case.device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> RunInfo:
+    pipe = load(model_dir, case, adapter)
+    info = RunInfo(
+        pipeline=qualified_name(pipe),
+        components={
+            name: qualified_name(module)
+            for name, module in pipe.components.items()
+            if module is not None
+        },
+    )
+    step = {"index": 0}
+    size = {"height": case.height, "width": case.width}
+    layout = adapter.latent_layout
+
+    def on_encode_prompt(args: tuple, kwargs: dict, result: Any) -> None:
+        prompt = kwargs.get("prompt", args[0] if args else None)
+        prefix = "negative_" if case.negative_prompt is not None and prompt == case.negative_prompt else ""
+        for name, value in zip(adapter.reference_encode_prompt, result, strict=False):
+            if name is not None and value is not None:
+                trace.add(prefix + name, stages.TEXT_ENCODING, value)
+
+    def on_prepare_latents(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("latents", stages.LATENT_PREPARATION, first_tensor(result), layout=layout, **size)
+
+    def on_set_timesteps(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps)
+        trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
+
+    def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
+        trace.add(
+            "noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size
+        )
+
+    def on_scheduler_step(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("latents", stages.DENOISING, first_tensor(result), step=step["index"], layout=layout, **size)
+        step["index"] += 1
+
+    def on_vae_decode(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("vae_input", stages.DECODING, argument(args, kwargs, 0, "z"))
+
+    with Taps() as taps:
+        tokenizers = sorted(n for n, m in pipe.components.items() if n.startswith("tokenizer") and m)
+        for index, name in enumerate(tokenizers):
+            tap_tokenizer(taps, pipe.components[name], index, trace, case.negative_prompt)
+        taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
+        taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
+        taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
+        taps.wrap_method(pipe.scheduler, "step", on_scheduler_step)
+        taps.forward_hook(pipe.transformer, on_transformer)
+        taps.wrap_method(pipe.vae, "decode", on_vae_decode)
+        generator = torch.Generator("cpu").manual_seed(case.seed)
+        with torch.no_grad():
+            output = pipe(
+                prompt=case.prompt,
+                height=case.height,
+                width=case.width,
+                num_inference_steps=case.steps,
+                guidance_scale=case.guidance_scale,
+                max_sequence_length=case.max_sequence_length,
+                generator=generator,
+                output_type="pt",
+            )
+    frames = output.images if hasattr(output, "images") else output.frames
+    trace.add("frames", stages.DECODING, torch.as_tensor(frames).float(), layout="frames_bcthw")
+    return info

@@ -1,0 +1,203 @@
+"""The port: SGLang's *native* pipeline (sglang.multimodal_gen), in-process, with taps.
+
+SGLang resolves a local directory by hub id or name detectors; a directory that matches
+nothing silently runs SGLang's Diffusers backend, i.e. Diffusers again. This runner asks
+SGLang how it would resolve the directory (with the family's model id) and refuses anything
+but the family's native pipeline, then builds with backend="sglang" so no fallback can happen.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parity import stages
+from parity.cases import Case
+from parity.errors import ParityError
+from parity.families.base import FamilyAdapter
+from parity.runners import RunInfo, qualified_name
+from parity.runners.tokenizer_taps import tap_tokenizer
+from parity.taps import Taps, argument, first_tensor
+from parity.trace import Trace
+
+PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
+# Components that must be SGLang's own implementations, not transformers'/diffusers' classes
+# that SGLang loads when its native one fails to build (a second silent-fallback trap).
+NATIVE_COMPONENT_PREFIXES = ("transformer", "vae", "text_encoder")
+
+_distributed_ready = False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init_distributed() -> None:
+    """SGLang needs a (single-process) torch.distributed world, once per process."""
+    global _distributed_ready
+    if _distributed_ready:
+        return
+    from sglang.multimodal_gen.runtime.distributed.parallel_state import (
+        maybe_init_distributed_environment_and_model_parallel,
+    )
+
+    port = _free_port()
+    for key, value in dict(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
+    ).items():
+        os.environ.setdefault(key, value)
+    maybe_init_distributed_environment_and_model_parallel(
+        tp_size=1, sp_size=1, cfg_degree=1, ulysses_degree=1, ring_degree=1, dp_size=1,
+        distributed_init_method=f"tcp://127.0.0.1:{_free_port()}",
+    )
+    _distributed_ready = True
+
+
+def check_native_resolution(model_dir: Path, adapter: FamilyAdapter) -> Any:
+    """What SGLang would run for this directory; ParityError unless it is the native port."""
+    from sglang.multimodal_gen.registry import get_model_info
+
+    info = get_model_info(str(model_dir), backend="auto", model_id=adapter.sglang_model_id)
+    if info is None:
+        raise ParityError(f"SGLang cannot resolve a pipeline for {model_dir} (model_id={adapter.sglang_model_id!r})")
+    resolved = info.pipeline_cls
+    is_fallback = "diffusers" in resolved.__module__.rsplit(".", 1)[-1]
+    if is_fallback or resolved.__name__ != adapter.sglang_pipeline:
+        what = "its Diffusers backend" if is_fallback else "a different pipeline"
+        raise ParityError(
+            f"SGLang resolved {model_dir.name} to {qualified_name(resolved)} ({what}), not its native "
+            f"{adapter.sglang_pipeline}: the port would not be under test "
+            f"(family {adapter.name!r}, model_id={adapter.sglang_model_id!r})"
+        )
+    return info
+
+
+def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any) -> Any:
+    from sglang.multimodal_gen.runtime.server_args import ServerArgs, set_global_server_args
+
+    precision = PRECISION[case.dtype]
+    encoders = len(info.pipeline_config_cls().text_encoder_configs)
+    server_args = ServerArgs.from_kwargs(
+        model_path=str(model_dir),
+        model_id=adapter.sglang_model_id,
+        backend="sglang",
+        num_gpus=1,
+        dit_precision=precision,
+        vae_precision=precision,
+        vae_decode_precision=precision,
+        text_encoder_precisions=(precision,) * encoders,
+        # One request per process here, but never compare embeddings from an earlier request.
+        disable_conditioning_cache=True,
+        log_level="warning",
+    )
+    set_global_server_args(server_args)
+    return server_args
+
+
+def _check_built(pipe: Any, adapter: FamilyAdapter) -> dict[str, str]:
+    if type(pipe).__name__ != adapter.sglang_pipeline or not type(pipe).__module__.startswith(
+        "sglang.multimodal_gen.runtime.pipelines."
+    ):
+        raise ParityError(f"SGLang built {qualified_name(pipe)}, not its native {adapter.sglang_pipeline}")
+    components = {name: qualified_name(m) for name, m in pipe.modules.items() if m is not None}
+    for name, cls in components.items():
+        if name.startswith(NATIVE_COMPONENT_PREFIXES) and not cls.startswith("sglang."):
+            raise ParityError(
+                f"SGLang loaded {name} as {cls}, not its own implementation (native build failed "
+                "and SGLang fell back): the port's component would not be under test"
+            )
+    return components
+
+
+def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> RunInfo:
+    if case.device == "cuda" and not torch.cuda.is_available():
+        raise ParityError("--device cuda, but torch sees no CUDA device")
+    from sglang.multimodal_gen.configs.sample.sampling_params import SamplingParams
+    from sglang.multimodal_gen.runtime.entrypoints.utils import prepare_request
+    from sglang.multimodal_gen.runtime.pipelines_core import build_pipeline
+
+    info = check_native_resolution(model_dir, adapter)
+    server_args = _server_args(model_dir, case, adapter, info)
+    _init_distributed()
+    try:
+        pipe = build_pipeline(server_args)
+    except Exception as exc:
+        raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
+    run_info = RunInfo(pipeline=qualified_name(pipe), components=_check_built(pipe, adapter))
+    params = SamplingParams.from_user_sampling_params_args(
+        str(model_dir),
+        server_args,
+        prompt=case.prompt,
+        negative_prompt=case.negative_prompt,
+        height=case.height,
+        width=case.width,
+        num_inference_steps=case.steps,
+        guidance_scale=case.guidance_scale,
+        seed=case.seed,
+    )
+    req = prepare_request(server_args, params)
+
+    step = {"index": 0}
+    size = {"height": case.height, "width": case.width}
+    layout = adapter.latent_layout
+    recorded: set[str] = set()
+
+    def on_scheduler_step(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("latents", stages.DENOISING, first_tensor(result), step=step["index"], layout=layout, **size)
+        step["index"] += 1
+
+    def read_contract_fields(batch: Any, taps: Taps) -> None:
+        """After any stage: record the Req contract fields it filled (once each), by their role,
+        so a Hybrid port's single BeforeDenoisingStage is reported stage by stage too."""
+        for field, names in (
+            ("prompt_embeds", adapter.port_prompt_embeds),
+            ("negative_prompt_embeds", adapter.port_negative_prompt_embeds),
+        ):
+            values = getattr(batch, field, None)
+            if field not in recorded and values:
+                recorded.add(field)
+                for name, value in zip(names, values, strict=False):
+                    trace.add(name, stages.TEXT_ENCODING, value)
+        if "latents" not in recorded and getattr(batch, "latents", None) is not None:
+            recorded.add("latents")
+            trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
+        if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
+            recorded.add("timesteps")
+            # The schedule actually used lives on the request's scheduler (batch.sigmas is
+            # the unshifted input linspace).
+            scheduler = getattr(batch, "scheduler", None)
+            source = scheduler if scheduler is not None else batch
+            trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
+            trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
+            if scheduler is not None:
+                taps.wrap_method(scheduler, "step", on_scheduler_step)
+
+    def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
+        trace.add(
+            "noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size
+        )
+
+    def on_vae_decode(args: tuple, kwargs: dict, result: Any) -> None:
+        trace.add("vae_input", stages.DECODING, argument(args, kwargs, 0, "z"))
+
+    with Taps() as taps:
+        for stage in pipe.stages:
+            for index, tokenizer in enumerate(getattr(stage, "tokenizers", None) or []):
+                tap_tokenizer(taps, tokenizer, index, trace, case.negative_prompt)
+            taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
+        taps.forward_hook(pipe.get_module("transformer"), on_transformer)
+        taps.wrap_method(pipe.get_module("vae"), "decode", on_vae_decode)
+        with torch.no_grad():
+            output = pipe.forward(req, server_args)
+    frames = getattr(output, "output", None)
+    if frames is None:
+        error = getattr(output, "error", None)
+        raise ParityError(f"SGLang produced no frames{': ' + str(error) if error else ''}")
+    trace.add("frames", stages.DECODING, frames.float(), layout="frames_bcthw")
+    return run_info

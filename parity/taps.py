@@ -1,0 +1,92 @@
+"""Taps: hooks and wrappers around a library's own objects that record tensors, then come off.
+
+The runners decide *what* to tap (they know their library); this module only knows *how*:
+wrap an instance's method, hook an instance's `__call__`, add a forward hook. Every tap is
+undone when the `Taps` context exits, so a pipeline is left as it was found.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+OnCall = Callable[[tuple, dict, Any], None]  # (args, kwargs, result) -> None
+
+
+class Taps:
+    """Collects taps and removes them all on exit (in reverse order)."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> Taps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def wrap_method(self, obj: Any, name: str, on_call: OnCall) -> None:
+        """Call `on_call(args, kwargs, result)` after every `obj.name(...)`.
+
+        Patches the instance attribute only: other instances of the class are untouched.
+        """
+        original = getattr(obj, name)
+        had_own = name in vars(obj)
+
+        @functools.wraps(original)
+        def tapped(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            on_call(args, kwargs, result)
+            return result
+
+        setattr(obj, name, tapped)
+
+        def undo() -> None:
+            if had_own:
+                setattr(obj, name, original)
+            else:
+                delattr(obj, name)
+
+        self._undo.append(undo)
+
+    def hook_call(self, obj: Any, on_call: OnCall) -> None:
+        """Tap `obj(...)` for one instance: Python looks `__call__` up on the type, so give
+        this instance a private subclass whose `__call__` records, and restore the class after."""
+        cls = type(obj)
+        original = cls.__call__
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(self, *args, **kwargs)
+            on_call(args, kwargs, result)
+            return result
+
+        obj.__class__ = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
+        self._undo.append(lambda: setattr(obj, "__class__", cls))
+
+    def forward_hook(self, module: Any, on_call: OnCall) -> None:
+        """A torch forward hook (with kwargs) that records after `module(...)`."""
+        handle = module.register_forward_hook(
+            lambda _m, args, kwargs, output: on_call(args, kwargs, output), with_kwargs=True
+        )
+        self._undo.append(handle.remove)
+
+
+def first_tensor(result: Any) -> Any:
+    """The main tensor of a library call's result: a tuple's first item, `.sample`,
+    `.prev_sample`, or the result itself."""
+    if isinstance(result, (tuple, list)):
+        return result[0]
+    for attr in ("prev_sample", "sample"):
+        if hasattr(result, attr):
+            return getattr(result, attr)
+    return result
+
+
+def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    """A call's argument by position or by keyword."""
+    return args[index] if len(args) > index else kwargs[name]

@@ -1,0 +1,137 @@
+"""Tolerance policy: which (atol, rtol) a tensor must meet, by tensor kind and run dtype.
+
+A float check passes when |port - ref| <= atol + rtol * |ref| elementwise (torch.testing.assert_close's
+rule) and, where a kind sets one, the relative L2 error ||port - ref|| / ||ref|| stays within `rel_l2`:
+the elementwise rule catches outliers, the norm rule catches small systematic errors (a dropped
+shift, a slightly wrong scale) that bf16's wide elementwise tolerance would let through.
+Exact kinds (token ids, masks, initial noise) must be equal. Overrides come from `[tool.parity]` in
+pyproject.toml and from a case file, keyed by kind or by tensor name (tensor name wins).
+The defaults and the measurements behind them are in README.md, "Tolerances".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from parity import stages
+from parity.errors import ParityError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 0.0
+    rtol: float = 0.0
+    exact: bool = False
+    rel_l2: float | None = None
+    source: str = "default"
+
+    def describe(self) -> str:
+        if self.exact:
+            return "exact"
+        text = f"atol={self.atol:.3g} rtol={self.rtol:.3g}"
+        return text if self.rel_l2 is None else f"{text} rel_l2<={self.rel_l2:.3g}"
+
+
+EXACT = Tolerance(exact=True)
+# Timesteps reach 1000, where one float32 ulp is 6.1e-5: 2 ulps relative, plus a floor for the 0 end.
+FLOAT32_ROUNDING = Tolerance(atol=1e-6, rtol=2.4e-7)
+
+# kind -> tolerance, per run dtype. Calibrated on clean flux-tiny runs (README "Tolerances"):
+# each float tolerance sits about 10x above the largest clean error seen, and far below what
+# the fault-injection plugins produce.
+DEFAULTS: dict[str, dict[str, Tolerance]] = {
+    "float32": {
+        "tokens": EXACT,
+        "schedule": FLOAT32_ROUNDING,
+        "initial_noise": EXACT,
+        "embeddings": Tolerance(atol=1e-4, rtol=1e-5, rel_l2=5e-5),
+        "denoise_latents": Tolerance(atol=1e-5, rtol=1e-5, rel_l2=5e-5),
+        "dit_output": Tolerance(atol=1e-5, rtol=1e-5, rel_l2=5e-5),
+        "block_output": Tolerance(atol=1e-5, rtol=1e-5, rel_l2=5e-5),
+        "pixels": Tolerance(atol=1e-5, rtol=0.0, rel_l2=5e-5),
+    },
+    "bfloat16": {
+        "tokens": EXACT,
+        "schedule": FLOAT32_ROUNDING,
+        "initial_noise": EXACT,
+        "embeddings": Tolerance(atol=0.1, rtol=0.02, rel_l2=0.02),
+        "denoise_latents": Tolerance(atol=0.1, rtol=0.05, rel_l2=0.02),
+        "dit_output": Tolerance(atol=0.25, rtol=0.05, rel_l2=0.1),
+        "block_output": Tolerance(atol=0.25, rtol=0.05, rel_l2=0.1),
+        "pixels": Tolerance(atol=0.06, rtol=0.0, rel_l2=0.02),
+    },
+}
+KINDS = tuple(DEFAULTS["float32"])
+
+# Kind names differ from every canonical tensor name, so an override key is unambiguous:
+# a kind ("embeddings") or a tensor ("prompt_embeds", "input_ids.1").
+_KIND_BY_TENSOR = {
+    "input_ids": "tokens",
+    "attention_mask": "tokens",
+    "timesteps": "schedule",
+    "sigmas": "schedule",
+    "noise_pred": "dit_output",
+    "frames": "pixels",
+    "vae_input": "denoise_latents",
+}
+
+
+def kind_of(stage: str, tensor: str) -> str:
+    """The tolerance kind of a canonical tensor (`prompt_embeds.1` -> `embeddings`)."""
+    base = tensor.split(".")[0].removeprefix("negative_")
+    if base in _KIND_BY_TENSOR:
+        return _KIND_BY_TENSOR[base]
+    if base.endswith("_embeds"):
+        return "embeddings"
+    if base == "latents":
+        return "initial_noise" if stage == stages.LATENT_PREPARATION else "denoise_latents"
+    return "block_output"
+
+
+def _parse(entry: Any, where: str) -> Tolerance:
+    if isinstance(entry, str) and entry == "exact":
+        return Tolerance(exact=True, source=where)
+    if not isinstance(entry, Mapping) or not set(entry) <= {"atol", "rtol", "rel_l2"} or not entry:
+        raise ParityError(f"{where}: expected \"exact\" or a table of atol, rtol, rel_l2; got {entry!r}")
+    try:
+        rel_l2 = entry.get("rel_l2")
+        return Tolerance(
+            float(entry.get("atol", 0.0)),
+            float(entry.get("rtol", 0.0)),
+            rel_l2=None if rel_l2 is None else float(rel_l2),
+            source=where,
+        )
+    except (TypeError, ValueError):
+        raise ParityError(f"{where}: atol and rtol must be numbers, got {entry!r}") from None
+
+
+class Policy:
+    """Defaults plus layered overrides: later layers win (pyproject, then the case file)."""
+
+    def __init__(self, dtype: str, overrides: list[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        if dtype not in DEFAULTS:
+            raise ParityError(f"no tolerances for dtype {dtype!r}; expected one of {sorted(DEFAULTS)}")
+        self.dtype = dtype
+        self._table: dict[str, Tolerance] = {
+            k: dataclasses.replace(t, source=f"default {dtype}/{k}")
+            for k, t in DEFAULTS[dtype].items()
+        }
+        for origin, layer in overrides:
+            # A layer is either {name: tol} for every dtype or {dtype: {name: tol}}.
+            for name, entry in layer.items():
+                if name in DEFAULTS:
+                    if name == dtype:
+                        for sub, sub_entry in entry.items():
+                            self._table[sub] = _parse(sub_entry, f"{origin} {name}/{sub}")
+                else:
+                    self._table[name] = _parse(entry, f"{origin} {name}")
+
+    def for_tensor(self, stage: str, tensor: str) -> Tolerance:
+        base = tensor.split(".")[0]
+        for name in (tensor, base, kind_of(stage, tensor)):
+            if name in self._table:
+                return self._table[name]
+        raise ParityError(f"no tolerance for {tensor!r} (kind {kind_of(stage, tensor)!r})")

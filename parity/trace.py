@@ -1,0 +1,91 @@
+"""An ordered list of named tensors recorded from one pipeline run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from parity import stages
+
+
+@dataclass(frozen=True)
+class Key:
+    """Identifies one tensor of a run: the same key on both sides means 'compare these'."""
+
+    tensor: str
+    step: int | None = None
+    block: str | None = None
+
+    def label(self) -> str:
+        parts = [self.tensor]
+        if self.step is not None:
+            parts.append(f"step={self.step}")
+        if self.block is not None:
+            parts.append(f"block={self.block}")
+        return " ".join(parts)
+
+
+@dataclass
+class Record:
+    """One recorded tensor.
+
+    `layout` names the layout the library produced it in ("canonical" unless a family adapter
+    must convert it, e.g. Flux's "packed" latents); `meta` carries what the conversion needs.
+    """
+
+    key: Key
+    stage: str
+    value: torch.Tensor
+    layout: str = "canonical"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stage not in stages.ORDER:
+            raise ValueError(f"unknown stage {self.stage!r}; expected one of {stages.ORDER}")
+
+
+class Trace:
+    """Records of one side ("reference" or "port"), in the order they were produced."""
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self._records: list[Record] = []
+
+    def add(
+        self,
+        tensor: str,
+        stage: str,
+        value: Any,
+        *,
+        step: int | None = None,
+        block: str | None = None,
+        layout: str = "canonical",
+        **meta: Any,
+    ) -> Record:
+        """Record a detached CPU copy of `value` (a tensor, or anything torch.as_tensor takes)."""
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value)
+        record = Record(
+            Key(tensor, step, block), stage, value.detach().to("cpu", copy=True), layout, meta
+        )
+        self._records.append(record)
+        return record
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def keys(self) -> list[Key]:
+        return [r.key for r in self._records]
+
+    def get(self, key: Key) -> Record | None:
+        """The last record with this key (a stage that runs twice overwrites the first)."""
+        for record in reversed(self._records):
+            if record.key == key:
+                return record
+        return None
