@@ -94,6 +94,4 @@ def resolve(target: str, family: str | None = None) -> Case:
         return Case(name=path.name, family=family, model_dir=str(path.resolve())).validate()
     if path.exists():
         raise ParityError(f"{target} is not a directory, a case file (.toml) or a bundled case")
-    raise ParityError(
-        f"no bundled case or directory named {target!r} (bundled: {', '.join(sorted(cases))})"
-    )
+    raise ParityError(f"no bundled case or directory named {target!r} (bundled: {', '.join(sorted(cases))})")

@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=cases.DTYPES)
     run.add_argument("--device", choices=cases.DEVICES)
     run.add_argument(
-        "--plugin", action="append", default=[], metavar="PATH_OR_MODULE",
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="PATH_OR_MODULE",
         help="import this file or module before either pipeline is built (repeatable)",
     )
     sub.add_parser("list", help="list the bundled cases")
@@ -38,8 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 def _list() -> int:
     for case in cases.bundled().values():
         expect = "" if case.expected == "pass" else f"  (expected to fail: {case.reason})"
-        print(f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
-              f"steps={case.steps} dtype={case.dtype}{expect}")
+        print(
+            f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
+            f"steps={case.steps} dtype={case.dtype}{expect}"
+        )
     return 0
 
 
@@ -50,8 +55,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.family:
         families.get(args.family)  # fail early on a typo
     case = cases.resolve(args.target, family=args.family).with_overrides(
-        family=args.family, steps=args.steps, height=args.height, width=args.width,
-        seed=args.seed, prompt=args.prompt, dtype=args.dtype, device=args.device,
+        family=args.family,
+        steps=args.steps,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        prompt=args.prompt,
+        dtype=args.dtype,
+        device=args.device,
     )
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
     verdict, doc = run_case(case, out, loaded)

@@ -50,9 +50,7 @@ class Check:
         return row
 
 
-def _judge(
-    ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float
-) -> tuple[bool, str, float, str]:
+def _judge(ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float) -> tuple[bool, str, float, str]:
     """(passed, status, min_atol, message) for one pair of tensors of equal shape."""
     if tol.exact:
         same = ref.dtype == port.dtype and torch.equal(ref, port)
@@ -72,9 +70,7 @@ def _judge(
         return False, "nonfinite", min_atol, "NaN/Inf where the reference has none (or vice versa)"
     problems = []
     if min_atol > tol.atol:
-        problems.append(
-            f"exceeds atol={tol.atol:.3g} at rtol={tol.rtol:.3g}; atol={min_atol:.3g} would have passed"
-        )
+        problems.append(f"exceeds atol={tol.atol:.3g} at rtol={tol.rtol:.3g}; atol={min_atol:.3g} would have passed")
     if tol.rel_l2 is not None and rel_l2 > tol.rel_l2:
         problems.append(f"rel_l2={rel_l2:.3g} exceeds {tol.rel_l2:.3g}; rel_l2<={rel_l2:.3g} would have passed")
     if problems:
@@ -97,9 +93,7 @@ def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
         msg = f"shape {list(port.shape)} vs reference {list(ref.shape)}"
         return Check(passed=False, status="shape", tolerance=tol, metrics=m, message=msg, **base)
     passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2)
-    return Check(
-        passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, **base
-    )
+    return Check(passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, **base)
 
 
 def compare(pairs: list[Pair], policy: Policy) -> list[Check]:

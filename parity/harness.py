@@ -44,8 +44,16 @@ def model_dir_for(case: Case, timings: dict[str, float]) -> Path:
     return path
 
 
-def _run_side(side: str, runner: Any, model_dir: Path, case: Case, adapter: FamilyAdapter,
-              trace: Trace, out_dir: Path, timings: dict[str, float]) -> RunInfo:
+def _run_side(
+    side: str,
+    runner: Any,
+    model_dir: Path,
+    case: Case,
+    adapter: FamilyAdapter,
+    trace: Trace,
+    out_dir: Path,
+    timings: dict[str, float],
+) -> RunInfo:
     label = "Diffusers (reference)" if side == "reference" else "SGLang (port)"
     with progress.phase(side, timings, f"running {label} on {case.device}, {case.dtype}"):
         try:

@@ -95,7 +95,7 @@ def _parse(entry: Any, where: str) -> Tolerance:
     if isinstance(entry, str) and entry == "exact":
         return Tolerance(exact=True, source=where)
     if not isinstance(entry, Mapping) or not set(entry) <= {"atol", "rtol", "rel_l2"} or not entry:
-        raise ParityError(f"{where}: expected \"exact\" or a table of atol, rtol, rel_l2; got {entry!r}")
+        raise ParityError(f'{where}: expected "exact" or a table of atol, rtol, rel_l2; got {entry!r}')
     try:
         rel_l2 = entry.get("rel_l2")
         return Tolerance(
@@ -116,8 +116,7 @@ class Policy:
             raise ParityError(f"no tolerances for dtype {dtype!r}; expected one of {sorted(DEFAULTS)}")
         self.dtype = dtype
         self._table: dict[str, Tolerance] = {
-            k: dataclasses.replace(t, source=f"default {dtype}/{k}")
-            for k, t in DEFAULTS[dtype].items()
+            k: dataclasses.replace(t, source=f"default {dtype}/{k}") for k, t in DEFAULTS[dtype].items()
         }
         for origin, layer in overrides:
             # A layer is either {name: tol} for every dtype or {dtype: {name: tol}}.

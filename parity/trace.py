@@ -68,9 +68,7 @@ class Trace:
         """Record a detached CPU copy of `value` (a tensor, or anything torch.as_tensor takes)."""
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value)
-        record = Record(
-            Key(tensor, step, block), stage, value.detach().to("cpu", copy=True), layout, meta
-        )
+        record = Record(Key(tensor, step, block), stage, value.detach().to("cpu", copy=True), layout, meta)
         self._records.append(record)
         return record
 

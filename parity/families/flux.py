@@ -13,7 +13,7 @@ from parity.trace import Record
 
 class FluxAdapter(FamilyAdapter):
     def convert(self, record: Record) -> torch.Tensor:
-        if record.layout == "packed":
+        if record.layout == "packed" and record.value.ndim == 3:  # a 4-D tensor is already unpacked
             return unpack_2x2(record.value, record.meta["height"], record.meta["width"])
         return super().convert(record)
 
@@ -29,8 +29,7 @@ def unpack_2x2(packed: torch.Tensor, image_height: int, image_width: int) -> tor
     rows, cols = round(image_height / ratio), round(image_width / ratio)
     if rows * cols != tokens or packed_channels % 4:
         raise ParityError(
-            f"cannot unpack Flux latents of shape {list(packed.shape)} for a "
-            f"{image_height}x{image_width} image"
+            f"cannot unpack Flux latents of shape {list(packed.shape)} for a {image_height}x{image_width} image"
         )
     x = packed.view(batch, rows, cols, packed_channels // 4, 2, 2)
     x = x.permute(0, 3, 1, 4, 2, 5)

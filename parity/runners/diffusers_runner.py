@@ -40,11 +40,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
     pipe = load(model_dir, case, adapter)
     info = RunInfo(
         pipeline=qualified_name(pipe),
-        components={
-            name: qualified_name(module)
-            for name, module in pipe.components.items()
-            if module is not None
-        },
+        components={name: qualified_name(module) for name, module in pipe.components.items() if module is not None},
     )
     step = {"index": 0}
     size = {"height": case.height, "width": case.width}
@@ -65,9 +61,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
 
     def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
-        trace.add(
-            "noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size
-        )
+        trace.add("noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size)
 
     def on_scheduler_step(args: tuple, kwargs: dict, result: Any) -> None:
         trace.add("latents", stages.DENOISING, first_tensor(result), step=step["index"], layout=layout, **size)

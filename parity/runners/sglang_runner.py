@@ -53,7 +53,12 @@ def _init_distributed() -> None:
     ).items():
         os.environ.setdefault(key, value)
     maybe_init_distributed_environment_and_model_parallel(
-        tp_size=1, sp_size=1, cfg_degree=1, ulysses_degree=1, ring_degree=1, dp_size=1,
+        tp_size=1,
+        sp_size=1,
+        cfg_degree=1,
+        ulysses_degree=1,
+        ring_degree=1,
+        dp_size=1,
         distributed_init_method=f"tcp://127.0.0.1:{_free_port()}",
     )
     _distributed_ready = True
@@ -179,9 +184,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
                 taps.wrap_method(scheduler, "step", on_scheduler_step)
 
     def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
-        trace.add(
-            "noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size
-        )
+        trace.add("noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size)
 
     def on_vae_decode(args: tuple, kwargs: dict, result: Any) -> None:
         trace.add("vae_input", stages.DECODING, argument(args, kwargs, 0, "z"))

@@ -11,9 +11,7 @@ from parity.taps import Taps, argument
 from parity.trace import Trace
 
 
-def tap_tokenizer(
-    taps: Taps, tokenizer: Any, index: int, trace: Trace, negative_prompt: str | None
-) -> None:
+def tap_tokenizer(taps: Taps, tokenizer: Any, index: int, trace: Trace, negative_prompt: str | None) -> None:
     """Record `input_ids.<index>` / `attention_mask.<index>` of the first call per prompt.
 
     Only the first call counts: Diffusers tokenizes a second time with padding="longest" just

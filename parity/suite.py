@@ -1,0 +1,77 @@
+"""Run every bundled case (each dtype in its own process) and check each against its expectation.
+
+`python -m parity.suite [--dtype D ...]`: what `nox -s parity` runs. A case that fails when it is
+expected to pass, passes when it is marked as an expected failure, or errors, fails the suite.
+Writes reports/<case>-<dtype>/ for each run and reports/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from parity import cases
+from parity.report import write_atomic
+
+
+def run_one(case: cases.Case, dtype: str, out: Path) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "parity", "run", case.name, "--dtype", dtype, "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - t0
+    report = out / "report.json"
+    doc = json.loads(report.read_text()) if report.is_file() else {}
+    verdict = doc.get("verdict", "error")
+    ok = verdict == case.expected
+    if not ok:
+        sys.stderr.write(proc.stderr[-4000:])
+    return {
+        "case": case.name,
+        "dtype": dtype,
+        "verdict": verdict,
+        "expected": case.expected,
+        "ok": ok,
+        "first_divergence": doc.get("first_divergence"),
+        "seconds": round(seconds, 1),
+        "line": proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else proc.stderr.strip()[-300:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parity.suite")
+    parser.add_argument("--dtype", action="append", choices=cases.DTYPES, help="default: every dtype")
+    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    rows = []
+    for case in cases.bundled().values():
+        for dtype in args.dtype or cases.DTYPES:
+            print(f"== {case.name} [{dtype}] ...", flush=True)
+            row = run_one(case, dtype, args.reports / f"{case.name}-{dtype}")
+            mark = "ok" if row["ok"] else "UNEXPECTED"
+            print(f"   {row['line']}\n   -> {mark} (expected {row['expected']}, {row['seconds']} s)", flush=True)
+            rows.append(row)
+    lines = ["| case | dtype | verdict | expected | first divergence | seconds |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        fd = r["first_divergence"]
+        where = "" if not fd else ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
+        lines.append(f"| {r['case']} | {r['dtype']} | {r['verdict']} | {r['expected']} | {where} | {r['seconds']} |")
+    table = "\n".join(lines) + "\n"
+    write_atomic(args.reports / "summary.md", "# Bundled cases\n\n" + table)
+    print("\n" + table)
+    bad = [r for r in rows if not r["ok"]]
+    if bad:
+        print(f"{len(bad)} of {len(rows)} runs did not meet their expectation", file=sys.stderr)
+        return 1
+    print(f"all {len(rows)} runs met their expectation")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

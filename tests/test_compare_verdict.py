@@ -1,0 +1,68 @@
+import torch
+
+from parity import stages
+from parity.align import Pair
+from parity.compare import compare, compare_pair
+from parity.tolerance import Policy
+from parity.trace import Key
+from parity.verdict import decide
+
+POLICY = Policy("float32")
+
+
+def pair(tensor, stage, ref, port, step=None):
+    return Pair(Key(tensor, step), stage, ref, port)
+
+
+def test_exact_kind_fails_on_one_changed_token_and_says_how_many():
+    ids = torch.arange(10).unsqueeze(0)
+    bad = ids.clone()
+    bad[0, 3] = 99
+    check = compare_pair(pair("input_ids.0", stages.TEXT_ENCODING, ids, bad), POLICY)
+    assert not check.passed and check.status == "mismatch"
+    assert "1 of 10 elements differ" in check.message
+    assert compare_pair(pair("input_ids.0", stages.TEXT_ENCODING, ids, ids.clone()), POLICY).passed
+
+
+def test_float_failure_states_the_tolerance_that_would_have_passed():
+    ref = torch.ones(4, 4)
+    check = compare_pair(pair("prompt_embeds", stages.TEXT_ENCODING, ref, ref + 0.01), POLICY)
+    assert not check.passed
+    assert abs(check.min_atol - (0.01 - 1e-5)) < 1e-6  # 0.01 minus rtol * |ref|
+    assert f"atol={check.min_atol:.3g} would have passed" in check.message
+    assert "rel_l2<=0.01 would have passed" in check.message
+
+
+def test_small_systematic_shift_fails_on_rel_l2_in_bf16():
+    policy = Policy("bfloat16")
+    ref = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    check = compare_pair(pair("vae_input", stages.DECODING, ref, ref + 0.06), policy)
+    assert not check.passed and "rel_l2" in check.message
+    assert check.min_atol <= policy.for_tensor(stages.DECODING, "vae_input").atol  # elementwise alone passes
+
+
+def test_shape_and_missing_sides_fail():
+    a = torch.zeros(2, 3)
+    assert compare_pair(pair("latents", stages.LATENT_PREPARATION, a, torch.zeros(3, 2)), POLICY).status == "shape"
+    assert compare_pair(pair("latents", stages.LATENT_PREPARATION, a, None), POLICY).status == "missing_port"
+    assert compare_pair(pair("latents", stages.LATENT_PREPARATION, None, a), POLICY).status == "missing_reference"
+
+
+def test_first_divergence_follows_stage_order_not_trace_order():
+    ok, bad = torch.zeros(3), torch.ones(3)
+    pairs = [
+        pair("frames", stages.DECODING, ok, bad),
+        pair("noise_pred", stages.DENOISING, ok, bad, step=1),
+        pair("noise_pred", stages.DENOISING, ok, bad, step=0),
+        pair("prompt_embeds", stages.TEXT_ENCODING, ok, ok),
+    ]
+    verdict = decide(compare(pairs, POLICY))
+    assert verdict.verdict == "fail" and verdict.exit_code == 1
+    assert verdict.first_divergence == {"stage": "denoising", "tensor": "noise_pred", "step": 1, "block": None}
+
+
+def test_pass_error_and_empty():
+    checks = compare([pair("sigmas", stages.TIMESTEP_PREPARATION, torch.ones(3), torch.ones(3))], POLICY)
+    assert decide(checks).verdict == "pass"
+    assert decide(checks, error="port failed").verdict == "error"
+    assert decide([]).verdict == "error"
