@@ -32,6 +32,7 @@ class Case:
     width: int = 64
     steps: int = 4
     guidance_scale: float = 3.5
+    true_cfg_scale: float | None = None  # with negative_prompt: real classifier-free guidance
     max_sequence_length: int = 512
     dtype: str = "float32"
     device: str = "cpu"
@@ -51,9 +52,15 @@ class Case:
             raise ParityError(f"height and width must be multiples of 16, got {self.height}x{self.width}")
         if self.expected not in ("pass", "fail"):
             raise ParityError(f"case {self.name}: expected must be 'pass' or 'fail'")
+        if (self.true_cfg_scale is not None) != (self.negative_prompt is not None):
+            raise ParityError(f"case {self.name}: true_cfg_scale and negative_prompt go together")
         if (self.fixture is None) == (self.model_dir is None):
             raise ParityError(f"case {self.name}: give exactly one of 'fixture' or 'model_dir'")
         return self
+
+    @property
+    def cfg_enabled(self) -> bool:
+        return self.negative_prompt is not None and (self.true_cfg_scale or 1.0) > 1.0
 
     def with_overrides(self, **overrides: Any) -> Case:
         given = {k: v for k, v in overrides.items() if v is not None}

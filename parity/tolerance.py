@@ -74,6 +74,8 @@ _KIND_BY_TENSOR = {
     "timesteps": "schedule",
     "sigmas": "schedule",
     "noise_pred": "dit_output",
+    "noise_pred_cond": "dit_output",
+    "noise_pred_uncond": "dit_output",
     "frames": "pixels",
     "vae_input": "denoise_latents",
 }

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.pipeline
 PLUGINS = Path(__file__).parent / "plugins"
 
 
-def parity_run(tmp_path, *args):
+def parity_run(tmp_path, *args, case="flux-tiny"):
     out = tmp_path / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "parity", "run", "flux-tiny", "--out", str(out), *args],
+        [sys.executable, "-m", "parity", "run", case, "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -61,6 +61,16 @@ def test_clean_port_passes_against_the_native_pipeline(tmp_path, dtype):
     assert compared == expected
 
 
+def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
+    proc, doc = parity_run(tmp_path, case="flux-tiny-cfg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    tensors = {c["tensor"] for c in doc["checks"]}
+    assert {"negative_prompt_embeds", "negative_pooled_prompt_embeds", "negative_input_ids.1"} <= tensors
+    assert {"noise_pred_cond", "noise_pred_uncond"} <= tensors and "noise_pred" not in tensors
+    per_step = [c for c in doc["checks"] if c["tensor"] == "noise_pred_uncond"]
+    assert [c["step"] for c in per_step] == list(range(doc["case"]["steps"]))
+
+
 FAULTS = [
     ("fault_perturb_t5.py", "text_encoding", "prompt_embeds"),
     ("fault_transpose_latents.py", "latent_preparation", "latents"),
@@ -81,7 +91,17 @@ def test_fault_in_the_port_is_caught_at_its_stage(tmp_path, plugin, stage, tenso
 
 
 # In bf16 only faults above the bf16 noise floor are expected to show (README, "Tolerances").
-BF16_FAULTS = [FAULTS[0], FAULTS[2], FAULTS[4]]
+BF16_def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
+    proc, doc = parity_run(tmp_path, case="flux-tiny-cfg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    tensors = {c["tensor"] for c in doc["checks"]}
+    assert {"negative_prompt_embeds", "negative_pooled_prompt_embeds", "negative_input_ids.1"} <= tensors
+    assert {"noise_pred_cond", "noise_pred_uncond"} <= tensors and "noise_pred" not in tensors
+    per_step = [c for c in doc["checks"] if c["tensor"] == "noise_pred_uncond"]
+    assert [c["step"] for c in per_step] == list(range(doc["case"]["steps"]))
+
+
+FAULTS = [FAULTS[0], FAULTS[2], FAULTS[4]]
 
 
 @pytest.mark.parametrize(("plugin", "stage", "tensor"), BF16_FAULTS, ids=[f[0] for f in BF16_FAULTS])

@@ -12,8 +12,8 @@ from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.runners import RunInfo, qualified_name
-from parity.runners.tokenizer_taps import tap_tokenizer
-from parity.taps import Taps, argument, first_tensor
+from parity.runners.common import DenoisingRecorder, on_vae_decode, tap_tokenizer
+from parity.taps import Taps, first_tensor
 from parity.trace import Trace
 
 
@@ -42,9 +42,9 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         pipeline=qualified_name(pipe),
         components={name: qualified_name(module) for name, module in pipe.components.items() if module is not None},
     )
-    step = {"index": 0}
     size = {"height": case.height, "width": case.width}
     layout = adapter.latent_layout
+    loop = DenoisingRecorder(trace, case, layout)
 
     def on_encode_prompt(args: tuple, kwargs: dict, result: Any) -> None:
         prompt = kwargs.get("prompt", args[0] if args else None)
@@ -60,16 +60,6 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps)
         trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
 
-    def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
-        trace.add("noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size)
-
-    def on_scheduler_step(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("latents", stages.DENOISING, first_tensor(result), step=step["index"], layout=layout, **size)
-        step["index"] += 1
-
-    def on_vae_decode(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("vae_input", stages.DECODING, argument(args, kwargs, 0, "z"))
-
     with Taps() as taps:
         tokenizers = sorted(n for n, m in pipe.components.items() if n.startswith("tokenizer") and m)
         for index, name in enumerate(tokenizers):
@@ -77,13 +67,17 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
         taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
         taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
-        taps.wrap_method(pipe.scheduler, "step", on_scheduler_step)
-        taps.forward_hook(pipe.transformer, on_transformer)
-        taps.wrap_method(pipe.vae, "decode", on_vae_decode)
+        taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step)
+        taps.forward_hook(pipe.transformer, loop.on_dit)
+        taps.wrap_method(pipe.vae, "decode", on_vae_decode(trace))
         generator = torch.Generator("cpu").manual_seed(case.seed)
+        cfg = {}
+        if case.negative_prompt is not None:
+            cfg = {"negative_prompt": case.negative_prompt, "true_cfg_scale": case.true_cfg_scale}
         with torch.no_grad():
             output = pipe(
                 prompt=case.prompt,
+                **cfg,
                 height=case.height,
                 width=case.width,
                 num_inference_steps=case.steps,

@@ -20,8 +20,8 @@ from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.runners import RunInfo, qualified_name
-from parity.runners.tokenizer_taps import tap_tokenizer
-from parity.taps import Taps, argument, first_tensor
+from parity.runners.common import DenoisingRecorder, on_vae_decode, tap_tokenizer
+from parity.taps import Taps
 from parity.trace import Trace
 
 PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
@@ -140,6 +140,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         server_args,
         prompt=case.prompt,
         negative_prompt=case.negative_prompt,
+        true_cfg_scale=case.true_cfg_scale,
         height=case.height,
         width=case.width,
         num_inference_steps=case.steps,
@@ -148,14 +149,10 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
     )
     req = prepare_request(server_args, params)
 
-    step = {"index": 0}
     size = {"height": case.height, "width": case.width}
     layout = adapter.latent_layout
+    loop = DenoisingRecorder(trace, case, layout)
     recorded: set[str] = set()
-
-    def on_scheduler_step(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("latents", stages.DENOISING, first_tensor(result), step=step["index"], layout=layout, **size)
-        step["index"] += 1
 
     def read_contract_fields(batch: Any, taps: Taps) -> None:
         """After any stage: record the Req contract fields it filled (once each), by their role,
@@ -181,21 +178,15 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
             trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
             trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
             if scheduler is not None:
-                taps.wrap_method(scheduler, "step", on_scheduler_step)
-
-    def on_transformer(args: tuple, kwargs: dict, output: Any) -> None:
-        trace.add("noise_pred", stages.DENOISING, first_tensor(output), step=step["index"], layout=layout, **size)
-
-    def on_vae_decode(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("vae_input", stages.DECODING, argument(args, kwargs, 0, "z"))
+                taps.wrap_method(scheduler, "step", loop.on_scheduler_step)
 
     with Taps() as taps:
         for stage in pipe.stages:
             for index, tokenizer in enumerate(getattr(stage, "tokenizers", None) or []):
                 tap_tokenizer(taps, tokenizer, index, trace, case.negative_prompt)
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
-        taps.forward_hook(pipe.get_module("transformer"), on_transformer)
-        taps.wrap_method(pipe.get_module("vae"), "decode", on_vae_decode)
+        taps.forward_hook(pipe.get_module("transformer"), loop.on_dit)
+        taps.wrap_method(pipe.get_module("vae"), "decode", on_vae_decode(trace))
         with torch.no_grad():
             output = pipe.forward(req, server_args)
     frames = getattr(output, "output", None)
