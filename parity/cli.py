@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from parity import cases, families, plugins, progress
+from parity.capture import BlockCapture
 from parity.errors import ParityError
+from parity.harness import MODES, run_case
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_MODULE",
         help="import this file or module before either pipeline is built (repeatable)",
     )
+    run.add_argument(
+        "--block-steps",
+        default="default",
+        metavar="POLICY",
+        help="denoising steps whose DiT blocks are captured: default (first, last and first failing step), "
+        "all, none, or indices like 0,3",
+    )
+    run.add_argument(
+        "--mode",
+        choices=MODES,
+        default="full",
+        help="full: the port runs on its own; isolated: each port component runs on the reference's "
+        "inputs (teacher forcing); both",
+    )
     sub.add_parser("list", help="list the bundled cases")
     return parser
 
@@ -49,8 +65,8 @@ def _list() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from parity.harness import run_case
 
+    capture = BlockCapture.parse(args.block_steps)
     loaded = plugins.load_all(args.plugin)
     if args.family:
         families.get(args.family)  # fail early on a typo
@@ -65,9 +81,9 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
-    verdict, doc = run_case(case, out, loaded)
+    verdict, doc = run_case(case, out, loaded, capture, args.mode)
     summary = doc["summary"]
-    line = f"{case.name} [{case.dtype}, {case.device}]: {verdict.verdict.upper()}"
+    line = f"{case.name} [{case.dtype}, {case.device}, {args.mode}]: {verdict.verdict.upper()}"
     line += f" ({summary['passed']}/{summary['checks']} checks passed)"
     if verdict.first_divergence:
         fd = verdict.first_divergence
@@ -76,6 +92,10 @@ def _run(args: argparse.Namespace) -> int:
         if verdict.first_check and verdict.first_check.message:
             line += f" ({verdict.first_check.message})"
     print(line)
+    if "isolated" in doc and args.mode == "both":
+        line += f"; isolated components: {doc['isolated']['verdict'].upper()}"
+    for hint in doc.get("hints", []):
+        print(f"  hint ({hint['at']}): {hint['symptom']}: likely {hint['likely_cause']}")
     print(f"report: {out / 'report.md'}")
     if verdict.error:
         print(f"parity: error: {verdict.error}", file=sys.stderr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from parity import metrics
+from parity import evidence, metrics, stages
 from parity.align import Pair
 from parity.tolerance import Policy, Tolerance
 
@@ -24,8 +24,18 @@ class Check:
     metrics: metrics.Metrics | None
     min_atol: float = math.nan  # smallest atol that would have passed, at the tolerance's rtol
     message: str = ""
-    order: int = 0  # position in the reference's execution order
-    extra: dict = field(default_factory=dict)
+    order: int = 0  # position of the pair (reference trace order, then port-only keys)
+    role: str | None = None  # failing checks: "cause", or "downstream" of an earlier failure
+    evidence: dict = field(default_factory=dict)  # numbers the hints read (see evidence.py)
+
+    def execution_key(self) -> tuple:
+        return stages.execution_key(self.stage, self.step, self.tensor, self.block, self.order)
+
+    def label(self) -> str:
+        parts = [f"{self.stage}/{self.tensor}"]
+        parts += [f"step {self.step}"] if self.step is not None else []
+        parts += [f"block {self.block}"] if self.block is not None else []
+        return " ".join(parts)
 
     def row(self) -> dict:
         """A flat dict: one line of checks.csv, one element of report.json's `checks`."""
@@ -43,10 +53,11 @@ class Check:
             "tolerance_source": self.tolerance.source,
             "min_atol": None if math.isnan(self.min_atol) else self.min_atol,
             "message": self.message,
+            "role": self.role,
         }
         if self.metrics is not None:
             row.update(self.metrics.as_dict())
-        row.update(self.extra)
+        row["evidence"] = self.evidence
         return row
 
 
@@ -91,9 +102,13 @@ def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
     m = metrics.compute(ref, port)
     if not m.shape_match:
         msg = f"shape {list(port.shape)} vs reference {list(ref.shape)}"
-        return Check(passed=False, status="shape", tolerance=tol, metrics=m, message=msg, **base)
+        found = evidence.gather(ref, port)
+        return Check(passed=False, status="shape", tolerance=tol, metrics=m, message=msg, evidence=found, **base)
     passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2)
-    return Check(passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, **base)
+    found = {} if passed else evidence.gather(ref, port)
+    return Check(
+        passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, evidence=found, **base
+    )
 
 
 def compare(pairs: list[Pair], policy: Policy) -> list[Check]:

@@ -8,15 +8,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from parity import families, fixtures, progress
+from parity import components, families, fixtures, hints, progress
 from parity.align import align
+from parity.capture import BlockCapture
 from parity.cases import Case
 from parity.compare import Check, compare
 from parity.config import tool_config
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.report import write, write_atomic
-from parity.runners import RunInfo
+from parity.runners import RunInfo, RunOptions
 from parity.tolerance import Policy
 from parity.trace import Trace
 from parity.verdict import Verdict, decide
@@ -46,18 +47,23 @@ def model_dir_for(case: Case, timings: dict[str, float]) -> Path:
 
 def _run_side(
     side: str,
-    runner: Any,
     model_dir: Path,
     case: Case,
     adapter: FamilyAdapter,
     trace: Trace,
+    options: RunOptions,
     out_dir: Path,
     timings: dict[str, float],
+    phase: str,
 ) -> RunInfo:
+    from parity.runners import diffusers_runner, sglang_runner
+
+    runner = diffusers_runner if side == "reference" else sglang_runner
     label = "Diffusers (reference)" if side == "reference" else "SGLang (port)"
-    with progress.phase(side, timings, f"running {label} on {case.device}, {case.dtype}"):
+    blocks = f", blocks at steps {sorted(options.block_steps)}" if options.block_steps else ""
+    with progress.phase(phase, timings, f"running {label} on {case.device}, {case.dtype}{blocks}"):
         try:
-            return runner.run(model_dir, case, adapter, trace)
+            return runner.run(model_dir, case, adapter, trace, options)
         except ParityError:
             raise
         except Exception as exc:
@@ -68,55 +74,117 @@ def _run_side(
             ) from exc
 
 
-def run_case(case: Case, out_dir: Path, plugins: list[str] = ()) -> tuple[Verdict, dict[str, Any]]:
-    """Run both sides, compare, and write the report. Never raises ParityError: an error becomes
-    verdict `error` with whatever was already compared in the report."""
-    from parity.runners import diffusers_runner, sglang_runner
+def _first_failing_step(checks: list[Check]) -> int | None:
+    steps = [c.step for c in checks if not c.passed and c.step is not None and c.block is None]
+    return min(steps) if steps else None
 
+
+def _policy(case: Case) -> Policy:
+    pyproject, tool = tool_config()
+    layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
+    layers.append((f"case {case.name}", case.tolerance))
+    return Policy(case.dtype, layers)
+
+
+MODES = ("full", "isolated", "both")
+
+
+def run_case(
+    case: Case,
+    out_dir: Path,
+    plugins: list[str] = (),
+    capture: BlockCapture | None = None,
+    mode: str = "full",
+) -> tuple[Verdict, dict[str, Any]]:
+    """Run both sides, compare, and write the report. Never raises ParityError: an error becomes
+    verdict `error` with whatever was already compared in the report.
+
+    mode `full`: the port runs on its own and the first divergence is the earliest failure.
+    mode `isolated`: the port runs teacher-forced on the reference's values, so every component is
+    judged on its own; `both` does the two and reports the isolated table beside the full run.
+    """
+    capture = capture or BlockCapture()
     timings: dict[str, float] = {}
-    reference, port = Trace("reference"), Trace("port")
+    traces = {"reference": Trace("reference"), "port": Trace("port"), "isolated": Trace("port")}
     infos: dict[str, RunInfo] = {}
     adapter: FamilyAdapter | None = None
     policy: Policy | None = None
     error: str | None = None
-    notes: list[str] = []
+    checks: dict[str, list[Check]] = {}
+    captured: set[int] = set()
+
+    def compare_traces(port: str) -> list[Check]:
+        with progress.phase("compare", timings, f"comparing ({'isolated' if port == 'isolated' else 'full'})"):
+            pairs = align(traces["reference"], traces[port], adapter)
+            if error is not None:  # a side stopped early: compare only what both produced
+                pairs = [p for p in pairs if p.reference is not None and p.port is not None]
+            return sorted(compare(pairs, policy), key=Check.execution_key)
+
+    def run(side: str, trace: Trace, options: RunOptions, phase: str) -> RunInfo:
+        return _run_side(side, model_dir, case, adapter, trace, options, out_dir, timings, phase)
+
     try:
-        pyproject, tool = tool_config()
-        layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
-        layers.append((f"case {case.name}", case.tolerance))
-        policy = Policy(case.dtype, layers)
+        if mode not in MODES:
+            raise ParityError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+        policy = _policy(case)
         model_dir = model_dir_for(case, timings)
         adapter = families.get(case.family) if case.family else families.detect(model_dir)
-        for side, runner, trace in (
-            ("reference", diffusers_runner, reference),
-            ("port", sglang_runner, port),
-        ):
-            infos[side] = _run_side(side, runner, model_dir, case, adapter, trace, out_dir, timings)
+        options = RunOptions(block_steps=capture.first_pass(case.steps))
+        captured |= options.block_steps
+        infos["reference"] = run("reference", traces["reference"], options, "reference")
+        if mode != "isolated":
+            infos["port"] = run("port", traces["port"], options, "port")
+            checks["full"] = compare_traces("port")
+            rerun = capture.second_pass(options.block_steps, _first_failing_step(checks["full"]))
+            if rerun:
+                # Blocks of the first failing step: run both sides again capturing only that step
+                # (the runs are deterministic), so memory never holds more than the policy's steps.
+                progress.say(f"first failing step {min(rerun)} was not block-captured: running both sides again")
+                captured |= rerun
+                for side in ("reference", "port"):
+                    again = Trace(side)
+                    run(side, again, RunOptions(block_steps=rerun), f"{side}_rerun")
+                    traces[side].extend(r for r in again if r.key.block is not None)
+                checks["full"] = compare_traces("port")
+        if mode != "full":
+            teacher = RunOptions(block_steps=frozenset(captured), teacher=traces["reference"])
+            infos["port"] = run("port", traces["isolated"], teacher, "port_isolated")
+            checks["isolated"] = compare_traces("isolated")
     except ParityError as exc:
         error = exc.one_line()
-    checks: list[Check] = []
-    with progress.phase("compare", timings, "comparing"):
         if adapter is not None and policy is not None:
-            try:
-                pairs = align(reference, port, adapter)
-                if error is not None:  # a side stopped early: compare only what both produced
-                    pairs = [p for p in pairs if p.reference is not None and p.port is not None]
-                checks = compare(pairs, policy)
-            except ParityError as exc:
-                error = error or exc.one_line()
-    verdict = decide(checks, error)
-    if case.expected == "fail":
-        notes.append(f"expected to fail: {case.reason}")
-    context = {
+            for kind, port in (("full", "port"), ("isolated", "isolated")):
+                if len(traces[port]) and kind not in checks:
+                    checks[kind] = compare_traces(port)
+    main_kind = "isolated" if mode == "isolated" else "full"
+    main_checks = checks.get(main_kind, [])
+    verdict = decide(main_checks, error, isolated=main_kind == "isolated")
+    context: dict[str, Any] = {
+        "mode": mode,
         "case": case.as_dict(),
         "family": adapter.name if adapter else None,
         "versions": versions(),
         "pipelines": {side: info.pipeline for side, info in infos.items()},
         "components": {side: info.components for side, info in infos.items()},
         "plugins": list(plugins),
-        "timings_s": timings,
-        "notes": notes + [n for info in infos.values() for n in info.notes],
+        "capture": {"block_policy": capture.describe(), "block_steps": sorted(captured), "block_branch": "conditional"},
+        "causes": verdict.causes,
+        "hints": hints.for_checks(main_checks),
     }
-    with progress.phase("report", timings, f"writing report to {out_dir}"):
-        doc = write(out_dir, verdict, checks, context)
+    if mode == "both" and "isolated" in checks:
+        isolated = decide(checks["isolated"], isolated=True)
+        if isolated.verdict == "fail" and verdict.verdict == "pass":
+            verdict = Verdict("fail", isolated.first_divergence, isolated.first_check, None, isolated.causes)
+            context["causes"] = verdict.causes
+    if "isolated" in checks:
+        context["isolated"] = {
+            "verdict": decide(checks["isolated"], isolated=True).verdict,
+            "components": components.table(checks["isolated"], case.cfg_enabled),
+            "checks": [c.row() for c in checks["isolated"]] if mode == "both" else "see checks",
+        }
+    notes = [f"expected to fail: {case.reason}"] if case.expected == "fail" else []
+    context["timings_s"] = timings
+    context["notes"] = notes + [n for info in infos.values() for n in info.notes]
+    progress.say(f"writing report to {out_dir}")
+    doc = write(out_dir, verdict, main_checks, context)
     return verdict, doc

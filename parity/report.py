@@ -81,7 +81,7 @@ def _fmt(value: Any) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     out = io.StringIO()
     case = doc.get("case", {})
-    out.write(f"# Parity report: {case.get('name', '?')}\n\n")
+    out.write(f"# Parity report: {case.get('name', '?')} ({doc.get('mode', 'full')} mode)\n\n")
     out.write(f"**Verdict: {doc['verdict'].upper()}**")
     fd = doc.get("first_divergence")
     if fd:
@@ -90,6 +90,18 @@ def markdown(doc: dict[str, Any]) -> str:
     out.write("\n\n")
     if doc.get("error"):
         out.write(f"Error: {doc['error']}\n\n")
+    for hint in doc.get("hints") or []:
+        out.write(f"> **Hint** ({hint['at']}): {hint['symptom']}. Likely cause: {hint['likely_cause']}.\n\n")
+    causes = doc.get("causes") or []
+    if len(causes) > 1:
+        listed = "; ".join(", ".join(f"{k}={v}" for k, v in c.items() if v is not None) for c in causes)
+        out.write(f"Independent causes: {listed}\n\n")
+    capture = doc.get("capture")
+    if capture:
+        out.write(
+            f"Block capture: {capture['block_policy']}; captured steps {capture['block_steps']} "
+            f"({capture['block_branch']} branch).\n\n"
+        )
     s = doc["summary"]
     out.write(f"{s['passed']} of {s['checks']} checks passed.\n\n")
     pipes = doc.get("pipelines", {})
@@ -101,7 +113,7 @@ def markdown(doc: dict[str, Any]) -> str:
     out.write("| | stage | tensor | step | block | max abs | cosine | SQNR dB | tolerance | min atol |\n")
     out.write("|---|---|---|---|---|---|---|---|---|---|\n")
     for row in doc["checks"]:
-        mark = "✅" if row["passed"] else "❌"
+        mark = "✅" if row["passed"] else ("❌ cause" if row.get("role") == "cause" else "❌ downstream")
         cells = [
             mark,
             row["stage"],
@@ -115,11 +127,22 @@ def markdown(doc: dict[str, Any]) -> str:
             _fmt(row["min_atol"]),
         ]
         out.write("| " + " | ".join(cells) + " |\n")
-    failing = [r for r in doc["checks"] if not r["passed"] and r["message"]]
+    failing = [r for r in doc["checks"] if not r["passed"] and r["message"] and r.get("role") == "cause"]
     if failing:
-        out.write("\n## Failures\n\n")
+        out.write("\n## Causes\n\n")
         for row in failing:
-            out.write(f"- `{row['stage']}/{row['tensor']}`: {row['message']}\n")
+            where = "".join(f" {k} {row[k]}" for k in ("step", "block") if row[k] is not None)
+            out.write(f"- `{row['stage']}/{row['tensor']}`{where}: {row['message']}\n")
+    isolated = doc.get("isolated")
+    if isolated:
+        out.write(f"\n## Isolated components (teacher-forced on the reference's inputs): {isolated['verdict']}\n\n")
+        out.write("| | component | checks | max abs | rel L2 | cosine | SQNR dB |\n")
+        out.write("|---|---|---|---|---|---|---|\n")
+        for row in isolated["components"]:
+            passed = f"{row['checks'] - row['failed']}/{row['checks']}"
+            cells = ["✅" if row["passed"] else "❌", row["component"], passed]
+            cells += [_fmt(row[k]) for k in ("max_abs", "rel_l2", "cosine", "sqnr_db")]
+            out.write("| " + " | ".join(cells) + " |\n")
     notes = doc.get("notes") or []
     if notes:
         out.write("\n## Notes\n\n" + "".join(f"- {n}\n" for n in notes))

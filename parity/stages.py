@@ -18,3 +18,26 @@ ORDER: tuple[str, ...] = (
 
 def rank(stage: str) -> int:
     return ORDER.index(stage)
+
+
+# Within one denoising step, in execution order: the DiT's inputs, its blocks, its outputs per
+# CFG branch, the guided prediction the scheduler receives, the scheduler's output.
+_STEP_PHASE = {
+    "dit_input": 0,
+    "dit_timestep": 0,
+    "dit_guidance": 0,
+    "noise_pred_cond": 2,
+    "noise_pred_uncond": 2,
+    "noise_pred": 3,
+    "latents": 4,
+}
+BLOCK_PHASE = 1
+
+
+def phase_in_step(tensor: str, block: str | None) -> int:
+    return BLOCK_PHASE if block is not None else _STEP_PHASE.get(tensor, BLOCK_PHASE)
+
+
+def execution_key(stage: str, step: int | None, tensor: str, block: str | None, position: int) -> tuple:
+    """Sort key in execution order: stage, step, place within the step, then trace position."""
+    return (rank(stage), -1 if step is None else step, phase_in_step(tensor, block), position)

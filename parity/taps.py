@@ -11,7 +11,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-OnCall = Callable[[tuple, dict, Any], None]  # (args, kwargs, result) -> None
+# (args, kwargs, result) -> None, or a replacement for the result (teacher forcing)
+OnCall = Callable[[tuple, dict, Any], Any]
+# (args, kwargs) -> None, or replacement (args, kwargs) for the call (teacher forcing)
+Before = Callable[[tuple, dict], "tuple[tuple, dict] | None"]
+
+
+def _replaced(result: Any, replacement: Any) -> Any:
+    return result if replacement is None else replacement
 
 
 class Taps:
@@ -30,8 +37,9 @@ class Taps:
         while self._undo:
             self._undo.pop()()
 
-    def wrap_method(self, obj: Any, name: str, on_call: OnCall) -> None:
-        """Call `on_call(args, kwargs, result)` after every `obj.name(...)`.
+    def wrap_method(self, obj: Any, name: str, on_call: OnCall, before: Before | None = None) -> None:
+        """Call `on_call(args, kwargs, result)` after every `obj.name(...)` (and `before(args,
+        kwargs)` ahead of it); either may return a replacement (teacher forcing).
 
         Patches the instance attribute only: other instances of the class are untouched.
         """
@@ -40,9 +48,10 @@ class Taps:
 
         @functools.wraps(original)
         def tapped(*args: Any, **kwargs: Any) -> Any:
+            if before is not None:
+                args, kwargs = _replaced((args, kwargs), before(args, kwargs))
             result = original(*args, **kwargs)
-            on_call(args, kwargs, result)
-            return result
+            return _replaced(result, on_call(args, kwargs, result))
 
         setattr(obj, name, tapped)
 
@@ -62,17 +71,23 @@ class Taps:
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = original(self, *args, **kwargs)
-            on_call(args, kwargs, result)
-            return result
+            return _replaced(result, on_call(args, kwargs, result))
 
         obj.__class__ = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
         self._undo.append(lambda: setattr(obj, "__class__", cls))
 
     def forward_hook(self, module: Any, on_call: OnCall) -> None:
-        """A torch forward hook (with kwargs) that records after `module(...)`."""
+        """A torch forward hook (with kwargs) that records after `module(...)`; a non-None return
+        replaces the module's output."""
         handle = module.register_forward_hook(
             lambda _m, args, kwargs, output: on_call(args, kwargs, output), with_kwargs=True
         )
+        self._undo.append(handle.remove)
+
+    def forward_pre_hook(self, module: Any, on_call: Before) -> None:
+        """A torch forward pre-hook (with kwargs) that records before `module(...)` runs; a non-None
+        return replaces its (args, kwargs)."""
+        handle = module.register_forward_pre_hook(lambda _m, args, kwargs: on_call(args, kwargs), with_kwargs=True)
         self._undo.append(handle.remove)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,9 @@ class Trace:
         record = Record(Key(tensor, step, block), stage, value.detach().to("cpu", copy=True), layout, meta)
         self._records.append(record)
         return record
+
+    def extend(self, records: Iterable[Record]) -> None:
+        self._records.extend(records)
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self._records)

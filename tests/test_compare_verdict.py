@@ -48,7 +48,7 @@ def test_shape_and_missing_sides_fail():
     assert compare_pair(pair("latents", stages.LATENT_PREPARATION, None, a), POLICY).status == "missing_reference"
 
 
-def test_first_divergence_follows_stage_order_not_trace_order():
+def test_first_divergence_follows_execution_order_not_trace_order():
     ok, bad = torch.zeros(3), torch.ones(3)
     pairs = [
         pair("frames", stages.DECODING, ok, bad),
@@ -58,7 +58,36 @@ def test_first_divergence_follows_stage_order_not_trace_order():
     ]
     verdict = decide(compare(pairs, POLICY))
     assert verdict.verdict == "fail" and verdict.exit_code == 1
-    assert verdict.first_divergence == {"stage": "denoising", "tensor": "noise_pred", "step": 1, "block": None}
+    assert verdict.first_divergence == {"stage": "denoising", "tensor": "noise_pred", "step": 0, "block": None}
+
+
+def test_within_a_step_blocks_come_between_dit_inputs_and_outputs():
+    ok, bad = torch.zeros(3), torch.ones(3)
+    pairs = [
+        pair("noise_pred", stages.DENOISING, ok, bad, step=0),
+        Pair(Key("hidden_states", 0, "transformer_blocks.1"), stages.DENOISING, ok, bad),
+        Pair(Key("hidden_states", 0, "transformer_blocks.0"), stages.DENOISING, ok, ok),
+        pair("dit_input", stages.DENOISING, ok, ok, step=0),
+    ]
+    verdict = decide(compare(pairs, POLICY))
+    assert verdict.first_divergence["block"] == "transformer_blocks.1"
+
+
+def test_later_failures_are_downstream_unless_from_an_independent_stage():
+    ok, bad = torch.zeros(3), torch.ones(3)
+    checks = compare(
+        [
+            pair("prompt_embeds", stages.TEXT_ENCODING, ok, bad),
+            pair("timesteps", stages.TIMESTEP_PREPARATION, ok, bad),  # independent of text: a second cause
+            pair("noise_pred", stages.DENOISING, ok, bad, step=0),  # consumes both: downstream
+            pair("frames", stages.DECODING, ok, bad),
+        ],
+        POLICY,
+    )
+    verdict = decide(checks)
+    roles = {c.tensor: c.role for c in checks}
+    assert roles == {"prompt_embeds": "cause", "timesteps": "cause", "noise_pred": "downstream", "frames": "downstream"}
+    assert [c["tensor"] for c in verdict.causes] == ["prompt_embeds", "timesteps"]
 
 
 def test_pass_error_and_empty():

@@ -29,18 +29,21 @@ def parity_run(tmp_path, *args, case="flux-tiny"):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_clean_port_passes_against_the_native_pipeline(tmp_path, dtype):
-    proc, doc = parity_run(tmp_path, "--dtype", dtype)
+def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, dtype):
+    proc, doc = parity_run(tmp_path, "--dtype", dtype, "--mode", "both")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert doc["verdict"] == "pass" and doc["first_divergence"] is None
+    assert doc["isolated"]["verdict"] == "pass"
+    components = [row["component"] for row in doc["isolated"]["components"]]
+    assert {"text encoders", "DiT", "DiT block transformer_blocks.1", "scheduler step"} <= set(components)
     assert doc["pipelines"]["port"] == "sglang.multimodal_gen.runtime.pipelines.flux.FluxPipeline"
     assert doc["pipelines"]["reference"] == "diffusers.pipelines.flux.pipeline_flux.FluxPipeline"
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
         assert doc["components"]["port"][name].startswith("sglang.multimodal_gen."), name
-    compared = {(c["stage"], c["tensor"], c["step"]) for c in doc["checks"]}
+    compared = {(c["stage"], c["tensor"], c["step"], c["block"]) for c in doc["checks"]}
     steps = doc["case"]["steps"]
     expected = {
-        ("text_encoding", t, None)
+        ("text_encoding", t, None, None)
         for t in (
             "input_ids.0",
             "attention_mask.0",
@@ -51,14 +54,29 @@ def test_clean_port_passes_against_the_native_pipeline(tmp_path, dtype):
         )
     }
     expected |= {
-        ("latent_preparation", "latents", None),
-        ("timestep_preparation", "timesteps", None),
-        ("timestep_preparation", "sigmas", None),
-        ("decoding", "vae_input", None),
-        ("decoding", "frames", None),
+        ("latent_preparation", "latents", None, None),
+        ("timestep_preparation", "timesteps", None, None),
+        ("timestep_preparation", "sigmas", None, None),
+        ("decoding", "vae_input", None, None),
+        ("decoding", "frames", None, None),
     }
-    expected |= {("denoising", t, s) for t in ("noise_pred", "latents") for s in range(steps)}
+    per_step = ("dit_input", "dit_timestep", "dit_guidance", "noise_pred", "latents")
+    expected |= {("denoising", t, s, None) for t in per_step for s in range(steps)}
+    blocks = (
+        ["embedders"]
+        + [f"transformer_blocks.{i}" for i in range(2)]
+        + [f"single_transformer_blocks.{i}" for i in range(2)]
+    )
+    expected |= {
+        ("denoising", t, s, b)
+        for t in ("hidden_states", "encoder_hidden_states")
+        for s in (0, steps - 1)
+        for b in blocks
+    }
     assert compared == expected
+    assert doc["capture"]["block_steps"] == [0, steps - 1]
+    order = [c["step"] if c["step"] is not None else -1 for c in doc["checks"] if c["stage"] == "denoising"]
+    assert order == sorted(order)  # checks are listed in execution order
 
 
 def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
@@ -71,34 +89,62 @@ def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
     assert [c["step"] for c in per_step] == list(range(doc["case"]["steps"]))
 
 
+# plugin, case, first_divergence (stage, tensor, step, block), words the hint must contain
 FAULTS = [
-    ("fault_perturb_t5.py", "text_encoding", "prompt_embeds"),
-    ("fault_transpose_latents.py", "latent_preparation", "latents"),
-    ("fault_scale_sigmas.py", "timestep_preparation", "timesteps"),
-    ("fault_dit_output.py", "denoising", "noise_pred"),
-    ("fault_drop_vae_shift.py", "decoding", "vae_input"),
+    ("fault_perturb_t5.py", "flux-tiny", ("text_encoding", "prompt_embeds", None, None), "scaled copy"),
+    ("fault_transpose_latents.py", "flux-tiny", ("latent_preparation", "latents", None, None), "another order"),
+    ("fault_scale_sigmas.py", "flux-tiny", ("timestep_preparation", "timesteps", None, None), "constant factor"),
+    ("fault_timesteps_x1000.py", "flux-tiny", ("denoising", "dit_timestep", 0, None), "x1000"),
+    ("fault_rope_positions.py", "flux-tiny", ("denoising", "encoder_hidden_states", 0, "transformer_blocks.0"), "RoPE"),
+    (
+        "fault_block1_late_steps.py",
+        "flux-tiny",
+        ("denoising", "hidden_states", 2, "transformer_blocks.1"),
+        "block transformer_blocks.1 itself",
+    ),
+    ("fault_dit_output.py", "flux-tiny", ("denoising", "noise_pred", 0, None), None),
+    ("fault_cfg_formula.py", "flux-tiny-cfg", ("denoising", "noise_pred", 0, None), "guidance formula"),
+    ("fault_drop_vae_shift.py", "flux-tiny", ("decoding", "vae_input", None, None), "shift_factor"),
 ]
 
 
-@pytest.mark.parametrize(("plugin", "stage", "tensor"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_in_the_port_is_caught_at_its_stage(tmp_path, plugin, stage, tensor):
-    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / plugin))
+@pytest.mark.parametrize(("plugin", "case", "where", "hint"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_in_the_port_is_localized_with_a_hint(tmp_path, plugin, case, where, hint):
+    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / plugin), case=case)
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert doc["verdict"] == "fail"
-    assert doc["first_divergence"]["stage"] == stage
-    assert doc["first_divergence"]["tensor"] == tensor
-    assert "first divergence: stage=" + stage in proc.stdout
+    assert doc["first_divergence"] == dict(zip(("stage", "tensor", "step", "block"), where, strict=True))
+    assert "first divergence: stage=" + where[0] in proc.stdout
+    if hint is not None:
+        assert any(hint in h["likely_cause"] for h in doc["hints"]), doc["hints"]
+    downstream = [c for c in doc["checks"] if c["role"] == "downstream"]
+    assert downstream and all(not c["passed"] for c in downstream)
 
 
 # In bf16 only faults above the bf16 noise floor are expected to show (README, "Tolerances").
-BF16_FAULTS = [FAULTS[0], FAULTS[2], FAULTS[4]]
+BF16_FAULTS = [FAULTS[i] for i in (0, 1, 2, 3, 8)]
 
 
-@pytest.mark.parametrize(("plugin", "stage", "tensor"), BF16_FAULTS, ids=[f[0] for f in BF16_FAULTS])
-def test_fault_is_caught_in_bf16_too(tmp_path, plugin, stage, tensor):
-    proc, doc = parity_run(tmp_path, "--dtype", "bfloat16", "--plugin", str(PLUGINS / plugin))
+@pytest.mark.parametrize(("plugin", "case", "where", "hint"), BF16_FAULTS, ids=[f[0] for f in BF16_FAULTS])
+def test_fault_is_caught_in_bf16_too(tmp_path, plugin, case, where, hint):
+    proc, doc = parity_run(tmp_path, "--dtype", "bfloat16", "--plugin", str(PLUGINS / plugin), case=case)
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
-    assert doc["first_divergence"]["stage"] == stage and doc["first_divergence"]["tensor"] == tensor
+    assert doc["first_divergence"] == dict(zip(("stage", "tensor", "step", "block"), where, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("plugin", "failing"),
+    [
+        ("fault_block1_late_steps.py", {"DiT block transformer_blocks.1", "DiT"}),
+        ("fault_perturb_t5.py", {"text encoders"}),
+        ("fault_drop_vae_shift.py", {"decode de-normalization (scale, shift, unpack)"}),
+    ],
+)
+def test_isolated_mode_blames_only_the_broken_component(tmp_path, plugin, failing):
+    proc, doc = parity_run(tmp_path, "--mode", "isolated", "--plugin", str(PLUGINS / plugin))
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert {row["component"] for row in doc["isolated"]["components"] if not row["passed"]} == failing
+    assert all(c["role"] == "cause" for c in doc["checks"] if not c["passed"])  # no drift: every failure is its own
 
 
 def test_port_that_sglang_resolves_to_its_diffusers_backend_is_refused(tmp_path):

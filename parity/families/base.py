@@ -21,10 +21,21 @@ class FamilyAdapter:
     sglang_pipeline: the native SGLang pipeline class the port must resolve to.
     port_prompt_embeds / port_negative_prompt_embeds: the canonical name of each element of the
         port's `Req.prompt_embeds` / `Req.negative_prompt_embeds` lists.
+    port_repeated_embeds: other Req list fields that repeat recorded tensors (field, names), e.g.
+        Flux's `pooled_embeds` repeats `prompt_embeds[0]`; isolated mode overwrites them too.
     reference_encode_prompt: the canonical name of each item Diffusers' `encode_prompt`
         returns (None for items that are not compared, e.g. Flux's text_ids).
     latent_layout: the layout both libraries keep latents in during denoising
         ("canonical", or a family layout such as Flux's "packed", converted by `convert`).
+    block_lists: module paths, inside the DiT and as Diffusers names them, of the block lists
+        whose outputs are captured, in execution order (e.g. Flux's double then single blocks).
+    block_outputs: the names of the items a block returns (e.g. Flux blocks return
+        (encoder_hidden_states, hidden_states)); a single tensor is `hidden_states`.
+    port_block_lists: the port's path for a block list whose path differs (default: the same
+        path and index: a port that renames, fuses or splits blocks declares its mapping here).
+    reference_timestep_scale / port_timestep_scale: multiply the timestep each side passes to
+        its DiT into the scheduler's units (Diffusers' Flux passes t/1000, SGLang's passes t).
+    reference_guidance_scale / port_guidance_scale: the same for the guidance input.
     video: True when frames carry a time axis (B, C, T, H, W); images are (B, C, H, W).
     """
 
@@ -34,9 +45,23 @@ class FamilyAdapter:
     sglang_pipeline: str
     port_prompt_embeds: tuple[str, ...]
     port_negative_prompt_embeds: tuple[str, ...] = ()
+    port_repeated_embeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
     reference_encode_prompt: tuple[str | None, ...] = ("prompt_embeds",)
     latent_layout: str = "canonical"
+    block_lists: tuple[str, ...] = ()
+    block_outputs: tuple[str, ...] = ("hidden_states",)
+    port_block_lists: tuple[tuple[str, str], ...] = ()
+    reference_timestep_scale: float = 1.0
+    port_timestep_scale: float = 1.0
+    reference_guidance_scale: float = 1.0
+    port_guidance_scale: float = 1.0
     video: bool = False
+
+    def block_list_path(self, side: str, reference_path: str) -> str:
+        """Where a (Diffusers-named) block list lives on `side`."""
+        if side == "port":
+            return dict(self.port_block_lists).get(reference_path, reference_path)
+        return reference_path
 
     def to_canonical(self, record: Record) -> torch.Tensor:
         if record.layout == "canonical":

@@ -44,7 +44,17 @@ FLUX = FluxAdapter(
     # SGLang's Req.prompt_embeds for Flux: [CLIP pooled vector, T5 sequence].
     port_prompt_embeds=("pooled_prompt_embeds", "prompt_embeds"),
     port_negative_prompt_embeds=("negative_pooled_prompt_embeds", "negative_prompt_embeds"),
+    port_repeated_embeds=(
+        ("pooled_embeds", ("pooled_prompt_embeds",)),
+        ("neg_pooled_embeds", ("negative_pooled_prompt_embeds",)),
+    ),
     # Diffusers' FluxPipeline.encode_prompt returns (prompt_embeds, pooled_prompt_embeds, text_ids).
     reference_encode_prompt=("prompt_embeds", "pooled_prompt_embeds", None),
     latent_layout="packed",
+    block_lists=("transformer_blocks", "single_transformer_blocks"),
+    block_outputs=("encoder_hidden_states", "hidden_states"),
+    # Diffusers' FluxPipeline passes timestep / 1000 and the raw guidance (the DiT multiplies
+    # both by 1000 inside); SGLang passes the timestep as is and the guidance already x1000.
+    reference_timestep_scale=1000.0,
+    port_guidance_scale=1e-3,
 )

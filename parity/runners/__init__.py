@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from parity.trace import Trace
+
 
 @dataclass
 class RunInfo:
@@ -16,6 +18,14 @@ class RunInfo:
     pipeline: str = ""
     components: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a runner taps its pipeline beyond the per-stage tensors."""
+
+    block_steps: frozenset[int] = frozenset()  # denoising steps whose DiT blocks are recorded
+    teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
 
 
 def qualified_name(obj: object) -> str:

@@ -11,8 +11,8 @@ from parity import stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
-from parity.runners import RunInfo, qualified_name
-from parity.runners.common import DenoisingRecorder, on_vae_decode, tap_tokenizer
+from parity.runners import RunInfo, RunOptions, qualified_name
+from parity.runners.common import DenoisingRecorder, tap_tokenizer, tap_vae_decode
 from parity.taps import Taps, first_tensor
 from parity.trace import Trace
 
@@ -36,7 +36,7 @@ def load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
     return pipe
 
 
-def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> RunInfo:
+def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
     pipe = load(model_dir, case, adapter)
     info = RunInfo(
         pipeline=qualified_name(pipe),
@@ -44,7 +44,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
     )
     size = {"height": case.height, "width": case.width}
     layout = adapter.latent_layout
-    loop = DenoisingRecorder(trace, case, layout)
+    loop = DenoisingRecorder(trace, case, adapter, "reference", options)
 
     def on_encode_prompt(args: tuple, kwargs: dict, result: Any) -> None:
         prompt = kwargs.get("prompt", args[0] if args else None)
@@ -67,9 +67,9 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
         taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
         taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
         taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
-        taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step)
-        taps.forward_hook(pipe.transformer, loop.on_dit)
-        taps.wrap_method(pipe.vae, "decode", on_vae_decode(trace))
+        taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
+        loop.tap_dit(taps, pipe.transformer, adapter, "reference")
+        tap_vae_decode(taps, pipe.vae, trace)
         generator = torch.Generator("cpu").manual_seed(case.seed)
         cfg = {}
         if case.negative_prompt is not None:

@@ -19,8 +19,8 @@ from parity import stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
-from parity.runners import RunInfo, qualified_name
-from parity.runners.common import DenoisingRecorder, on_vae_decode, tap_tokenizer
+from parity.runners import RunInfo, RunOptions, qualified_name
+from parity.runners.common import DenoisingRecorder, Teacher, tap_tokenizer, tap_vae_decode
 from parity.taps import Taps
 from parity.trace import Trace
 
@@ -120,7 +120,7 @@ def _check_built(pipe: Any, adapter: FamilyAdapter) -> dict[str, str]:
     return components
 
 
-def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> RunInfo:
+def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
     if case.device == "cuda" and not torch.cuda.is_available():
         raise ParityError("--device cuda, but torch sees no CUDA device")
     from sglang.multimodal_gen.configs.sample.sampling_params import SamplingParams
@@ -151,8 +151,14 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
 
     size = {"height": case.height, "width": case.width}
     layout = adapter.latent_layout
-    loop = DenoisingRecorder(trace, case, layout)
+    loop = DenoisingRecorder(trace, case, adapter, "port", options)
+    teacher = Teacher(options.teacher) if options.teacher is not None else None
     recorded: set[str] = set()
+
+    def reference_for(name: str, value: Any) -> Any:
+        """Isolated mode: the reference's value to put in the Req instead of the port's."""
+        found = teacher.get(name, like=value) if teacher is not None else None
+        return value if found is None else found
 
     def read_contract_fields(batch: Any, taps: Taps) -> None:
         """After any stage: record the Req contract fields it filled (once each), by their role,
@@ -164,11 +170,17 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
             values = getattr(batch, field, None)
             if field not in recorded and values:
                 recorded.add(field)
-                for name, value in zip(names, values, strict=False):
+                for index, (name, value) in enumerate(zip(names, values, strict=False)):
                     trace.add(name, stages.TEXT_ENCODING, value)
+                    values[index] = reference_for(name, value)
+                for repeat_field, repeat_names in adapter.port_repeated_embeds:
+                    repeated = getattr(batch, repeat_field, None) or []
+                    for index, name in enumerate(repeat_names[: len(repeated)]):
+                        repeated[index] = reference_for(name, repeated[index])
         if "latents" not in recorded and getattr(batch, "latents", None) is not None:
             recorded.add("latents")
             trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
+            batch.latents = reference_for("latents", batch.latents)
         if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
             recorded.add("timesteps")
             # The schedule actually used lives on the request's scheduler (batch.sigmas is
@@ -177,16 +189,20 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace) -> Ru
             source = scheduler if scheduler is not None else batch
             trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
             trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
+            if teacher is not None:
+                source.timesteps = reference_for("timesteps", source.timesteps)
+                source.sigmas = reference_for("sigmas", source.sigmas)
+                batch.timesteps = reference_for("timesteps", batch.timesteps)
             if scheduler is not None:
-                taps.wrap_method(scheduler, "step", loop.on_scheduler_step)
+                taps.wrap_method(scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
 
     with Taps() as taps:
         for stage in pipe.stages:
             for index, tokenizer in enumerate(getattr(stage, "tokenizers", None) or []):
-                tap_tokenizer(taps, tokenizer, index, trace, case.negative_prompt)
+                tap_tokenizer(taps, tokenizer, index, trace, case.negative_prompt, teacher)
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
-        taps.forward_hook(pipe.get_module("transformer"), loop.on_dit)
-        taps.wrap_method(pipe.get_module("vae"), "decode", on_vae_decode(trace))
+        loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
+        tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
         with torch.no_grad():
             output = pipe.forward(req, server_args)
     frames = getattr(output, "output", None)

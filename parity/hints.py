@@ -1,0 +1,135 @@
+"""Symptom -> likely cause, for the classic porting mistakes. A hint is shown only when the
+trace holds its evidence (which tensors fail and which still match, and how they differ)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from parity import stages
+from parity.compare import Check
+
+Hint = dict[str, str]
+
+
+def _close(x: float | None, target: float, rel: float = 1e-3) -> bool:
+    return x is not None and abs(x - target) <= rel * abs(target)
+
+
+def _fits(check: Check, kind: str, limit: float = 1e-3) -> bool:
+    """The port is (almost exactly) the reference under a fitted scale or offset."""
+    residual = check.evidence.get(f"rel_l2_after_{kind}")
+    return residual is not None and residual < limit
+
+
+def _passed(checks: list[Check], tensor: str, step: int | None = None, prefix: bool = False) -> bool:
+    found = [
+        c
+        for c in checks
+        if (c.tensor.startswith(tensor) if prefix else c.tensor == tensor) and (step is None or c.step == step)
+    ]
+    return bool(found) and all(c.passed for c in found)
+
+
+def _schedule(cause: Check, checks: list[Check]) -> Hint:
+    ev = cause.evidence
+    if ev.get("length_difference") in (-1, 1):
+        why = "off-by-one: a terminal sigma appended or dropped, or num_inference_steps differs by one"
+    elif _close(ev.get("fit_scale"), 1000.0) or _close(ev.get("fit_scale"), 1e-3):
+        why = "a x1000 scale: timesteps in 0..1000 on one side and 0..1 on the other"
+    elif _fits(cause, "scale"):
+        why = (
+            f"a constant factor ({ev['fit_scale']:.4g}): sigma scaling, or the shift / mu of dynamic "
+            "shifting (image_seq_len, base_shift, max_shift) differs"
+        )
+    else:
+        why = (
+            "the shift or mu differs (dynamic shifting: image_seq_len, base/max shift), or the schedule is "
+            "built differently (numpy vs list, float64 vs float32, linspace end points)"
+        )
+    return {"symptom": "sigmas/timesteps differ", "likely_cause": why}
+
+
+def _text(cause: Check, checks: list[Check]) -> Hint:
+    if cause.tensor.split(".")[0].endswith(("input_ids", "attention_mask")):
+        why = "tokenization: padding side or max_length, truncation, special tokens, or the prompt template"
+        return {"symptom": f"{cause.tensor} differs", "likely_cause": why}
+    why = (
+        "equal token ids but different embeddings: wrong hidden layer (last vs penultimate), attention mask "
+        "applied or not, padding / max sequence length, causal mask, or a missing final layer norm"
+    )
+    if _fits(cause, "scale"):
+        why = f"embeddings are a scaled copy (x{cause.evidence['fit_scale']:.4g}): a missing or extra scale / norm"
+    return {"symptom": "prompt_embeds differ", "likely_cause": why}
+
+
+def _latents(cause: Check, checks: list[Check]) -> Hint:
+    if cause.status == "shape":
+        why = "latent packing or shape order (packed tokens vs B x C x H x W, 4-D vs 5-D, channel count)"
+    elif cause.evidence.get("same_values_reordered"):
+        why = "the same noise in another order: packing, or height/width (or frame) axes swapped"
+    else:
+        why = "the noise itself: generator device (CPU vs GPU), dtype the noise is drawn in, or seed handling"
+    return {"symptom": "initial latents differ", "likely_cause": why}
+
+
+def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
+    step = cause.step
+    inputs_equal = _passed(checks, "dit_input", step) and _passed(checks, "dit_timestep", step)
+    if cause.block is not None and inputs_equal:
+        first_block = min((c for c in checks if c.block is not None and c.step == step), key=Check.execution_key)
+        if cause.block == first_block.block:
+            why = (
+                "the first block differs with equal DiT inputs: RoPE style (interleaved vs split-half) or "
+                "positions, modulation shift/scale/gate order, norm eps, or the timestep / guidance embedding"
+            )
+            return {"symptom": f"block {cause.block} differs with equal inputs", "likely_cause": why}
+        why = f"earlier blocks match: the code of block {cause.block} itself (attention, MLP, modulation, residual)"
+        return {"symptom": f"block {cause.block} is the first block to differ", "likely_cause": why}
+    if (
+        cause.tensor == "noise_pred"
+        and _passed(checks, "noise_pred_cond", step)
+        and _passed(checks, "noise_pred_uncond", step)
+    ):
+        why = (
+            "both CFG branches match but the guided prediction does not: the guidance formula "
+            "(uncond + s * (cond - uncond)), the scale used (true_cfg_scale vs guidance_scale), or renormalization"
+        )
+        return {"symptom": "CFG output differs with equal branches", "likely_cause": why}
+    if cause.tensor == "dit_timestep":
+        return _schedule(cause, checks) | {"symptom": "the DiT's timestep input differs"}
+    return None
+
+
+def _decoding(cause: Check, checks: list[Check]) -> Hint:
+    if cause.tensor == "vae_input":
+        if _fits(cause, "offset"):
+            why = f"latents offset by {cause.evidence['fit_offset']:.4g} before decode: the VAE shift_factor"
+        elif _fits(cause, "scale"):
+            why = f"latents scaled by {cause.evidence['fit_scale']:.4g} before decode: the VAE scaling_factor"
+        else:
+            why = "latent de-normalization before decode (scaling/shift, latents_mean/std) or unpacking"
+    else:
+        why = (
+            "equal decoder input, different frames: VAE precision (fp32 vs bf16 decode), output "
+            "denormalization ([-1, 1] -> [0, 1]), clamping, or the VAE scale factor"
+        )
+    return {"symptom": "only the decoded frames differ", "likely_cause": why}
+
+
+RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
+    stages.TEXT_ENCODING: _text,
+    stages.LATENT_PREPARATION: _latents,
+    stages.TIMESTEP_PREPARATION: _schedule,
+    stages.DENOISING: _denoising,
+    stages.DECODING: _decoding,
+}
+
+
+def for_checks(checks: list[Check]) -> list[dict]:
+    """One hint per cause that has evidence for one (classify() must have run)."""
+    out = []
+    for cause in sorted((c for c in checks if c.role == "cause"), key=Check.execution_key):
+        hint = RULES[cause.stage](cause, checks)
+        if hint is not None:
+            out.append({"at": cause.label(), **hint})
+    return out

@@ -1,0 +1,88 @@
+"""Hints fire on evidence only: synthetic checks built from real tensor differences."""
+
+import torch
+
+from parity import hints, stages
+from parity.align import Pair
+from parity.capture import BlockCapture
+from parity.compare import compare
+from parity.tolerance import Policy
+from parity.trace import Key
+from parity.verdict import classify
+
+G = torch.Generator().manual_seed(0)
+X = torch.randn(2, 16, 8, generator=G)
+
+
+def run(*pairs):
+    checks = compare(list(pairs), Policy("float32"))
+    classify(checks)
+    return hints.for_checks(checks)
+
+
+def p(tensor, stage, ref, port, step=None, block=None):
+    return Pair(Key(tensor, step, block), stage, ref, port)
+
+
+def test_no_failure_no_hint():
+    assert run(p("prompt_embeds", stages.TEXT_ENCODING, X, X.clone())) == []
+
+
+def test_schedule_scaled_by_1000_and_off_by_one():
+    t = torch.linspace(1000, 100, 4)
+    [h] = run(p("timesteps", stages.TIMESTEP_PREPARATION, t, t / 1000))
+    assert "x1000" in h["likely_cause"]
+    [h] = run(p("sigmas", stages.TIMESTEP_PREPARATION, torch.linspace(1, 0, 5), torch.linspace(1, 0, 4)))
+    assert "off-by-one" in h["likely_cause"]
+
+
+def test_embeddings_with_equal_ids_vs_tokenization():
+    ids = torch.arange(8).unsqueeze(0)
+    [h] = run(
+        p("input_ids.1", stages.TEXT_ENCODING, ids, ids),
+        p("prompt_embeds", stages.TEXT_ENCODING, X, X + 0.1 * torch.randn(X.shape, generator=G)),
+    )
+    assert "hidden layer" in h["likely_cause"]
+    hs = run(p("input_ids.1", stages.TEXT_ENCODING, ids, ids.flip(-1)), p("prompt_embeds", stages.TEXT_ENCODING, X, -X))
+    assert len(hs) == 1 and "tokenization" in hs[0]["likely_cause"]  # the embeddings are downstream
+
+
+def test_initial_noise_reordered_or_redrawn():
+    [h] = run(p("latents", stages.LATENT_PREPARATION, X, X.transpose(-1, -2).reshape(X.shape)))
+    assert "another order" in h["likely_cause"]
+    [h] = run(p("latents", stages.LATENT_PREPARATION, X, torch.randn(X.shape, generator=G)))
+    assert "generator" in h["likely_cause"]
+
+
+def test_first_block_with_equal_inputs_vs_a_later_block():
+    steps = [p("dit_input", stages.DENOISING, X, X, step=0), p("dit_timestep", stages.DENOISING, X, X, step=0)]
+    b0 = p("hidden_states", stages.DENOISING, X, X * 1.01, step=0, block="transformer_blocks.0")
+    [h] = run(*steps, b0)
+    assert "RoPE" in h["likely_cause"]
+    ok0 = p("hidden_states", stages.DENOISING, X, X, step=0, block="transformer_blocks.0")
+    b1 = p("hidden_states", stages.DENOISING, X, X * 1.01, step=0, block="transformer_blocks.1")
+    [h] = run(*steps, ok0, b1)
+    assert "transformer_blocks.1 itself" in h["likely_cause"]
+
+
+def test_cfg_formula_and_decode_shift():
+    [h] = run(
+        p("noise_pred_cond", stages.DENOISING, X, X, step=0),
+        p("noise_pred_uncond", stages.DENOISING, X, X, step=0),
+        p("noise_pred", stages.DENOISING, X, 2 * X, step=0),
+    )
+    assert "guidance formula" in h["likely_cause"]
+    [h] = run(p("vae_input", stages.DECODING, X, X + 0.0609))
+    assert "shift_factor" in h["likely_cause"] and "0.0609" in h["likely_cause"]
+    [h] = run(p("vae_input", stages.DECODING, X, X), p("frames", stages.DECODING, X, X.clamp(-0.5, 0.5)))
+    assert "VAE precision" in h["likely_cause"]
+
+
+def test_block_capture_policy():
+    default = BlockCapture.parse("default")
+    assert default.first_pass(28) == {0, 27}
+    assert default.second_pass(frozenset({0, 27}), 5) == {5}
+    assert default.second_pass(frozenset({0, 27}), 0) == frozenset()
+    assert BlockCapture.parse("all").first_pass(3) == {0, 1, 2}
+    assert BlockCapture.parse("1,4").first_pass(3) == {1}
+    assert BlockCapture.parse("none").second_pass(frozenset(), 2) == frozenset()
