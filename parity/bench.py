@@ -1,25 +1,55 @@
-"""Benchmark: where the time of one `parity run` goes, on this machine.
+"""Benchmarks: where the time of one `parity run` goes, and peak host memory against step count.
 
 `python -m parity.bench [case] [--dtype D]` prints import, fixture build (into a fresh cache),
-the reference run, the port run and the comparison+report, in seconds. Numbers only; nothing is
-asserted. Run it in a fresh process: the import row is only meaningful on a cold import.
+the reference run, the port run and the comparison+report, in seconds.
+`python -m parity.bench [case] --memory [--steps 4 32]` runs `parity run` once per step count in
+a child process and prints its peak RSS and the bytes the traces hold (per-step tensors, blocks).
+Numbers only; nothing is asserted. The import row is only meaningful in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 
+def peak_memory(case: str, steps: list[int], dtype: str | None) -> int:
+    """Peak RSS of one `parity run` per step count (default block-capture policy)."""
+    print(f"parity bench --memory: {case}, default block-capture policy, {os.cpu_count()} CPUs")
+    header = ("steps", "peak RSS MiB", "trace MiB", "of it blocks MiB", "checks", "seconds")
+    print("  " + " ".join(f"{h:>{w}}" for h, w in zip(header, (5, 13, 10, 17, 7, 8), strict=True)))
+    for n in steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, "-m", "parity", "run", case, "--steps", str(n), "--out", tmp]
+            command += ["--dtype", dtype] if dtype else []
+            t0 = time.perf_counter()
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - t0
+            doc = json.loads((Path(tmp) / "report.json").read_text())
+        held = doc["trace_bytes"]
+        total = sum(held[side]["total"] for side in held) / 2**20
+        blocks = sum(held[side]["blocks"] for side in held) / 2**20
+        print(f"  {n:>5} {usage.ru_maxrss / 1024:>13.1f} {total:>10.2f} {blocks:>17.2f} "
+              f"{doc['summary']['checks']:>7} {seconds:>8.1f}   verdict {doc['verdict']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity.bench")
     parser.add_argument("case", nargs="?", default="flux-tiny")
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--memory", action="store_true", help="peak host memory against the step count")
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 32])
     args = parser.parse_args(argv)
+    if args.memory:
+        return peak_memory(args.case, args.steps, args.dtype)
 
     t0 = time.perf_counter()
     import diffusers  # noqa: F401

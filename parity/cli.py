@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         help="full: the port runs on its own; isolated: each port component runs on the reference's "
         "inputs (teacher forcing); both",
     )
+    run.add_argument(
+        "--referee", choices=["fp64"], default=None,
+        help="when the run fails, replay the first failing DiT call or block in float64 on both sides and "
+        "judge the port equivalent if its error is within 2x the reference's own",
+    )
     sub.add_parser("list", help="list the bundled cases")
     return parser
 
@@ -81,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
-    verdict, doc = run_case(case, out, loaded, capture, args.mode)
+    verdict, doc = run_case(case, out, loaded, capture, args.mode, args.referee)
     summary = doc["summary"]
     line = f"{case.name} [{case.dtype}, {case.device}, {args.mode}]: {verdict.verdict.upper()}"
     line += f" ({summary['passed']}/{summary['checks']} checks passed)"
@@ -94,6 +99,19 @@ def _run(args: argparse.Namespace) -> int:
     print(line)
     if "isolated" in doc and args.mode == "both":
         line += f"; isolated components: {doc['isolated']['verdict'].upper()}"
+    judged = doc.get("referee")
+    if judged:
+        if "skipped" in judged:
+            print(f"  fp64 referee: skipped ({judged['skipped']})")
+        else:
+            print(
+                f"  fp64 referee ({judged['tensor']} step {judged['step']}"
+                f"{' block ' + judged['block'] if judged['block'] else ''}): port error "
+                f"{judged['port_error']:.3g} vs reference error {judged['reference_error']:.3g} -> "
+                f"{'numerically equivalent' if judged['equivalent'] else 'NOT equivalent'} "
+                f"(closer to fp64: {judged['closer']}; port vs reference in fp64: "
+                f"{judged['port_fp64_vs_reference_fp64']:.3g})"
+            )
     for hint in doc.get("hints", []):
         print(f"  hint ({hint['at']}): {hint['symptom']}: likely {hint['likely_cause']}")
     print(f"report: {out / 'report.md'}")

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from parity import components, families, fixtures, hints, progress
+from parity import components, families, fixtures, hints, progress, referee, stages
 from parity.align import align
 from parity.capture import BlockCapture
 from parity.cases import Case
@@ -19,7 +19,7 @@ from parity.families.base import FamilyAdapter
 from parity.report import write, write_atomic
 from parity.runners import RunInfo, RunOptions
 from parity.tolerance import Policy
-from parity.trace import Trace
+from parity.trace import Key, Trace
 from parity.verdict import Verdict, decide
 
 VERSIONED = ("parity", "torch", "diffusers", "transformers", "sglang", "numpy")
@@ -79,6 +79,51 @@ def _first_failing_step(checks: list[Check]) -> int | None:
     return min(steps) if steps else None
 
 
+def _trace_bytes(trace: Trace) -> dict[str, int]:
+    sizes = [(r.key.block is not None, r.value.numel() * r.value.element_size()) for r in trace]
+    return {"total": sum(n for _, n in sizes), "blocks": sum(n for is_block, n in sizes if is_block)}
+
+
+def _referee_target(checks: list[Check]) -> Check | None:
+    """The first cause, when it is something the fp64 referee can replay: a DiT call (the
+    conditional/only branch) or a DiT block, at one step."""
+    causes = [c for c in checks if c.role == "cause"]
+    if not causes:
+        return None
+    first = min(causes, key=Check.execution_key)
+    if first.step is None or first.block == stages.EMBEDDERS:
+        return None
+    if first.block is not None or first.tensor in ("noise_pred_cond", "noise_pred"):
+        return first
+    return None
+
+
+def run_referee(target: Check, checks: list[Check], case: Case, cfg: bool, run) -> dict[str, Any]:
+    """Replay the target's component in float64 on both sides (the port teacher-forced) and judge.
+    When the port is equivalent, every failing check of the same component (tensor and block, any
+    step) is passed as `referee_equivalent`."""
+    if target.tensor == "noise_pred" and cfg:
+        return {"skipped": "under CFG the guided noise_pred is the CFG combine, not a DiT call"}
+    step = target.step
+    options = RunOptions(block_steps=frozenset({step}), replay_step=step)
+    reference = Trace("reference")
+    run("reference", reference, options, "referee_reference")
+    port = Trace("port")
+    run("port", port, RunOptions(block_steps=options.block_steps, replay_step=step, teacher=reference), "referee_port")
+    keys = [Key(target.tensor, step, target.block), Key(target.tensor + referee.FP64, step, target.block)]
+    found = [trace.get(key) for trace in (reference, port) for key in keys]
+    if any(r is None for r in found):
+        return {"skipped": f"the fp64 replay recorded no {target.label()}"}
+    values = [r.value for r in found]
+    judgement = referee.judge(target.tensor, step, target.block, values[0], values[2], values[1], values[3])
+    if judgement.equivalent:
+        for check in checks:
+            if not check.passed and check.tensor == target.tensor and check.block == target.block:
+                check.passed, check.status = True, "referee_equivalent"
+                check.message += "; numerically equivalent by the fp64 referee"
+    return judgement.as_dict()
+
+
 def _policy(case: Case) -> Policy:
     pyproject, tool = tool_config()
     layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
@@ -95,6 +140,7 @@ def run_case(
     plugins: list[str] = (),
     capture: BlockCapture | None = None,
     mode: str = "full",
+    referee_mode: str | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
     """Run both sides, compare, and write the report. Never raises ParityError: an error becomes
     verdict `error` with whatever was already compared in the report.
@@ -102,6 +148,7 @@ def run_case(
     mode `full`: the port runs on its own and the first divergence is the earliest failure.
     mode `isolated`: the port runs teacher-forced on the reference's values, so every component is
     judged on its own; `both` does the two and reports the isolated table beside the full run.
+    referee_mode `fp64`: when the run fails, replay the first cause in float64 (parity.referee).
     """
     capture = capture or BlockCapture()
     timings: dict[str, float] = {}
@@ -159,6 +206,18 @@ def run_case(
     main_kind = "isolated" if mode == "isolated" else "full"
     main_checks = checks.get(main_kind, [])
     verdict = decide(main_checks, error, isolated=main_kind == "isolated")
+    judged: dict[str, Any] | None = None
+    if referee_mode == "fp64" and verdict.verdict == "fail":
+        target = _referee_target(main_checks)
+        if target is None:
+            judged = {"skipped": "the fp64 referee replays DiT calls and DiT blocks; the first cause is "
+                      f"{verdict.first_check.label()}"}
+        else:
+            try:
+                judged = run_referee(target, main_checks, case, case.cfg_enabled, run)
+                verdict = decide(main_checks, error, isolated=main_kind == "isolated")
+            except ParityError as exc:
+                judged = {"skipped": f"fp64 replay failed: {exc.one_line()}"}
     context: dict[str, Any] = {
         "mode": mode,
         "case": case.as_dict(),
@@ -170,6 +229,8 @@ def run_case(
         "capture": {"block_policy": capture.describe(), "block_steps": sorted(captured), "block_branch": "conditional"},
         "causes": verdict.causes,
         "hints": hints.for_checks(main_checks),
+        "referee": judged,
+        "trace_bytes": {name: _trace_bytes(trace) for name, trace in traces.items() if len(trace)},
     }
     if mode == "both" and "isolated" in checks:
         isolated = decide(checks["isolated"], isolated=True)

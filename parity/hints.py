@@ -75,8 +75,12 @@ def _latents(cause: Check, checks: list[Check]) -> Hint:
 def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
     step = cause.step
     inputs_equal = _passed(checks, "dit_input", step) and _passed(checks, "dit_timestep", step)
+    if cause.block == stages.EMBEDDERS and inputs_equal:
+        why = "the DiT's input embedding: x_embedder / context_embedder (patchify, projection, text projection)"
+        return {"symptom": "the embedded DiT inputs differ with equal inputs", "likely_cause": why}
     if cause.block is not None and inputs_equal:
-        first_block = min((c for c in checks if c.block is not None and c.step == step), key=Check.execution_key)
+        blocks = [c for c in checks if c.block not in (None, stages.EMBEDDERS) and c.step == step]
+        first_block = min(blocks, key=Check.execution_key)
         if cause.block == first_block.block:
             why = (
                 "the first block differs with equal DiT inputs: RoPE style (interleaved vs split-half) or "

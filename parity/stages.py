@@ -32,6 +32,7 @@ _STEP_PHASE = {
     "latents": 4,
 }
 BLOCK_PHASE = 1
+EMBEDDERS = "embedders"  # pseudo block: the DiT's embedded inputs, as its first block receives them
 
 
 def phase_in_step(tensor: str, block: str | None) -> int:

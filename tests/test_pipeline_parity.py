@@ -84,7 +84,7 @@ def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     tensors = {c["tensor"] for c in doc["checks"]}
     assert {"negative_prompt_embeds", "negative_pooled_prompt_embeds", "negative_input_ids.1"} <= tensors
-    assert {"noise_pred_cond", "noise_pred_uncond"} <= tensors and "noise_pred" not in tensors
+    assert {"noise_pred_cond", "noise_pred_uncond", "noise_pred"} <= tensors  # both branches and the guided one
     per_step = [c for c in doc["checks"] if c["tensor"] == "noise_pred_uncond"]
     assert [c["step"] for c in per_step] == list(range(doc["case"]["steps"]))
 
@@ -145,6 +145,23 @@ def test_isolated_mode_blames_only_the_broken_component(tmp_path, plugin, failin
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert {row["component"] for row in doc["isolated"]["components"] if not row["passed"]} == failing
     assert all(c["role"] == "cause" for c in doc["checks"] if not c["passed"])  # no drift: every failure is its own
+
+
+def test_fp64_referee_passes_bf16_noise_and_keeps_a_real_fault(tmp_path):
+    proc, doc = parity_run(
+        tmp_path, "--referee", "fp64", case=str(Path(__file__).parent / "cases" / "flux-tiny-tight-bf16.toml")
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    judged = doc["referee"]
+    assert judged["equivalent"] and judged["tensor"] == "noise_pred" and judged["step"] == 0
+    assert judged["port_error"] <= 2 * judged["reference_error"]
+    assert {c["status"] for c in doc["checks"] if c["tensor"] == "noise_pred"} == {"referee_equivalent"}
+
+    proc, doc = parity_run(tmp_path, "--referee", "fp64", "--plugin", str(PLUGINS / "fault_dit_output.py"))
+    assert proc.returncode == 1
+    judged = doc["referee"]
+    assert not judged["equivalent"] and judged["closer"] == "reference"
+    assert judged["port_fp64_vs_reference_fp64"] > 0.01  # wrong in fp64 too: logic, not precision
 
 
 def test_port_that_sglang_resolves_to_its_diffusers_backend_is_refused(tmp_path):

@@ -26,6 +26,7 @@ class RunOptions:
 
     block_steps: frozenset[int] = frozenset()  # denoising steps whose DiT blocks are recorded
     teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
+    replay_step: int | None = None  # fp64 referee: replay this step's DiT call and blocks in float64
 
 
 def qualified_name(obj: object) -> str:

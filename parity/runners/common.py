@@ -11,11 +11,44 @@ from parity import stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
+from parity.referee import FP64
 from parity.runners import RunOptions
 from parity.taps import Taps, argument, first_tensor
 from parity.trace import Key, Trace
 
-EMBEDDERS = "embedders"  # pseudo block: the DiT's embedded inputs, as the first block receives them
+EMBEDDERS = stages.EMBEDDERS
+
+
+def to_double(value: Any) -> Any:
+    """Floating tensors to float64 (complex to complex128), through tuples, lists and dicts."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            return value.to(torch.complex128)
+        return value.double() if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_double(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_double(v) for k, v in value.items()}
+    return value
+
+
+def replay_fp64(module: Any, args: tuple, kwargs: dict) -> Any:
+    """The module's output on the same call with its weights and inputs in float64.
+
+    Cast in place and cast back (float64 holds every fp32/bf16 value exactly, so the round trip
+    is lossless): a copy is not possible, SGLang modules hold process groups.
+    """
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    dtypes = {name: t.dtype for name, t in tensors}
+    module.double()
+    device = next(iter(dtypes and module.parameters()), torch.empty(0)).device.type
+    try:
+        # The library may run its DiT under autocast (SGLang can): float64 means no autocast.
+        with torch.no_grad(), torch.autocast(device_type=device, enabled=False):
+            return module.forward(*to_double(args), **to_double(kwargs))
+    finally:
+        for name, t in tensors:
+            t.data = t.data.to(dtypes[name])
 
 
 class Teacher:
@@ -129,6 +162,9 @@ class DenoisingRecorder:
         port = side == "port"
         self.timestep_scale = adapter.port_timestep_scale if port else adapter.reference_timestep_scale
         self.guidance_scale = adapter.port_guidance_scale if port else adapter.reference_guidance_scale
+        self.replay_step = options.replay_step
+        self.replaying = False
+        self.transformer: Any = None
         self.block_order: list[str] = []
         self.step = 0
         self.calls_this_step = 0
@@ -159,6 +195,13 @@ class DenoisingRecorder:
         return args, kwargs
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
+        if self.step == self.replay_step and not self.calls_this_step:
+            self.replaying = True  # the replay runs the blocks again: their hooks stay quiet
+            try:
+                replayed = first_tensor(replay_fp64(self.transformer, args, kwargs))
+            finally:
+                self.replaying = False
+            self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed)
         if self.cfg:
             name = ("noise_pred_cond", "noise_pred_uncond")[min(self.calls_this_step, 1)]
         elif self.teacher is not None:
@@ -189,7 +232,7 @@ class DenoisingRecorder:
         return replacement
 
     def _captures(self) -> bool:
-        return self.step in self.block_steps and not self.calls_this_step
+        return self.step in self.block_steps and not self.calls_this_step and not self.replaying
 
     def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -208,25 +251,41 @@ class DenoisingRecorder:
             if not self._captures():
                 return
             if self.teacher is not None:
-                output = self._rerun_on_reference_inputs(module, position, args, kwargs, output)
-            outputs = output if isinstance(output, (tuple, list)) else (output,)
-            self._record_block(block, dict(zip(self.block_outputs, outputs, strict=False)))
+                kwargs = self._reference_block_inputs(position, args, kwargs)
+                with torch.no_grad():
+                    output = module.forward(*args, **kwargs)
+            self._record_block(block, self._named(output))
+            if self.step == self.replay_step:
+                self.replaying = True
+                try:
+                    replayed = self._named(replay_fp64(module, args, kwargs))
+                finally:
+                    self.replaying = False
+                self._record_block(block, {name + FP64: value for name, value in replayed.items()})
 
         return on_block
 
-    def _rerun_on_reference_inputs(self, module: Any, position: int, args: tuple, kwargs: dict, output: Any) -> Any:
-        """The block's output on the reference's input for this block (the previous reference block's
-        output, or the reference's embedded inputs for the first block); the flow is left alone."""
+    def _named(self, output: Any) -> dict[str, Any]:
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        return dict(zip(self.block_outputs, outputs, strict=False))
+
+    def _reference_block_inputs(self, position: int, args: tuple, kwargs: dict) -> dict:
+        """The block's kwargs with the reference's input for this block (the previous reference
+        block's output, or the reference's embedded inputs for the first block). The block is then
+        run again on them beside the normal flow, which is left alone."""
         source = EMBEDDERS if position == 0 else self.block_order[position - 1]
         inputs = {name: self._reference(name, kwargs.get(name), block=source) for name in self.block_outputs}
         if args or any(v is None for v in inputs.values()):
-            return output  # called positionally, or no reference input recorded: keep the in-flow output
-        with torch.no_grad():
-            return module.forward(**{**kwargs, **inputs})
+            raise ParityError(
+                f"isolated mode cannot feed block {self.block_order[position]} the reference's input "
+                "(block called positionally, or the reference recorded no input for it)"
+            )
+        return {**kwargs, **inputs}
 
     def tap_dit(self, taps: Taps, transformer: Any, adapter: FamilyAdapter, side: str) -> None:
         """Hook the DiT (inputs, outputs, blocks); each runner taps its scheduler's `step` itself,
         where its library keeps the scheduler (with `before_scheduler_step`, `on_scheduler_step`)."""
+        self.transformer = transformer
         taps.forward_pre_hook(transformer, self.on_dit_inputs)
         taps.forward_hook(transformer, self.on_dit)
         first = True
