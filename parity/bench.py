@@ -36,8 +36,10 @@ def peak_memory(case: str, steps: list[int], dtype: str | None) -> int:
         held = doc["trace_bytes"]
         total = sum(held[side]["total"] for side in held) / 2**20
         blocks = sum(held[side]["blocks"] for side in held) / 2**20
-        print(f"  {n:>5} {usage.ru_maxrss / 1024:>13.1f} {total:>10.2f} {blocks:>17.2f} "
-              f"{doc['summary']['checks']:>7} {seconds:>8.1f}   verdict {doc['verdict']}")
+        print(
+            f"  {n:>5} {usage.ru_maxrss / 1024:>13.1f} {total:>10.2f} {blocks:>17.2f} "
+            f"{doc['summary']['checks']:>7} {seconds:>8.1f}   verdict {doc['verdict']}"
+        )
     return 0
 
 

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "inputs (teacher forcing); both",
     )
     run.add_argument(
-        "--referee", choices=["fp64"], default=None,
+        "--referee",
+        choices=["fp64"],
+        default=None,
         help="when the run fails, replay the first failing DiT call or block in float64 on both sides and "
         "judge the port equivalent if its error is within 2x the reference's own",
     )

@@ -98,11 +98,11 @@ def _referee_target(checks: list[Check]) -> Check | None:
     return None
 
 
-def run_referee(target: Check, checks: list[Check], case: Case, cfg: bool, run) -> dict[str, Any]:
+def run_referee(target: Check, checks: list[Check], case: Case, adapter: FamilyAdapter, run) -> dict[str, Any]:
     """Replay the target's component in float64 on both sides (the port teacher-forced) and judge.
     When the port is equivalent, every failing check of the same component (tensor and block, any
     step) is passed as `referee_equivalent`."""
-    if target.tensor == "noise_pred" and cfg:
+    if target.tensor == "noise_pred" and case.cfg_enabled:
         return {"skipped": "under CFG the guided noise_pred is the CFG combine, not a DiT call"}
     step = target.step
     options = RunOptions(block_steps=frozenset({step}), replay_step=step)
@@ -114,12 +114,12 @@ def run_referee(target: Check, checks: list[Check], case: Case, cfg: bool, run) 
     found = [trace.get(key) for trace in (reference, port) for key in keys]
     if any(r is None for r in found):
         return {"skipped": f"the fp64 replay recorded no {target.label()}"}
-    values = [r.value for r in found]
+    values = [adapter.to_canonical(r) for r in found]
     judgement = referee.judge(target.tensor, step, target.block, values[0], values[2], values[1], values[3])
     if judgement.equivalent:
         for check in checks:
             if not check.passed and check.tensor == target.tensor and check.block == target.block:
-                check.passed, check.status = True, "referee_equivalent"
+                check.passed, check.status, check.role = True, "referee_equivalent", None
                 check.message += "; numerically equivalent by the fp64 referee"
     return judgement.as_dict()
 
@@ -210,11 +210,13 @@ def run_case(
     if referee_mode == "fp64" and verdict.verdict == "fail":
         target = _referee_target(main_checks)
         if target is None:
-            judged = {"skipped": "the fp64 referee replays DiT calls and DiT blocks; the first cause is "
-                      f"{verdict.first_check.label()}"}
+            judged = {
+                "skipped": "the fp64 referee replays DiT calls and DiT blocks; the first cause is "
+                f"{verdict.first_check.label()}"
+            }
         else:
             try:
-                judged = run_referee(target, main_checks, case, case.cfg_enabled, run)
+                judged = run_referee(target, main_checks, case, adapter, run)
                 verdict = decide(main_checks, error, isolated=main_kind == "isolated")
             except ParityError as exc:
                 judged = {"skipped": f"fp64 replay failed: {exc.one_line()}"}

@@ -1,4 +1,5 @@
-"""Run every bundled case (each dtype in its own process) and check each against its expectation.
+"""Run every bundled case (each dtype in its own process, full and isolated mode by default) and
+check each against its expectation.
 
 `python -m parity.suite [--dtype D ...]`: what `nox -s parity` runs. A case that fails when it is
 expected to pass, passes when it is marked as an expected failure, or errors, fails the suite.
@@ -18,10 +19,10 @@ from parity import cases
 from parity.report import write_atomic
 
 
-def run_one(case: cases.Case, dtype: str, out: Path) -> dict:
+def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "parity", "run", case.name, "--dtype", dtype, "--out", str(out)],
+        [sys.executable, "-m", "parity", "run", case.name, "--dtype", dtype, "--mode", mode, "--out", str(out)],
         capture_output=True,
         text=True,
     )
@@ -48,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity.suite")
     parser.add_argument("--dtype", action="append", choices=cases.DTYPES, help="default: every dtype")
     parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--mode", choices=("full", "isolated", "both"), default="both")
     args = parser.parse_args(argv)
     rows = []
     for case in cases.bundled().values():
         for dtype in args.dtype or cases.DTYPES:
             print(f"== {case.name} [{dtype}] ...", flush=True)
-            row = run_one(case, dtype, args.reports / f"{case.name}-{dtype}")
+            row = run_one(case, dtype, args.reports / f"{case.name}-{dtype}", args.mode)
             mark = "ok" if row["ok"] else "UNEXPECTED"
             print(f"   {row['line']}\n   -> {mark} (expected {row['expected']}, {row['seconds']} s)", flush=True)
             rows.append(row)

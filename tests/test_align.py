@@ -39,3 +39,22 @@ def test_align_pairs_packed_with_unpacked_and_squeezes_image_time_axis():
     assert torch.equal(pairs[0].reference, pairs[0].port)
     assert torch.equal(pairs[1].reference, pairs[1].port)
     assert pairs[2].reference is None
+
+
+def test_a_port_that_fuses_blocks_declares_its_mapping():
+    import dataclasses
+
+    from parity.families.base import FamilyAdapter
+
+    class Fused(FamilyAdapter):
+        def block_name(self, side, reference_path, index):
+            return (
+                f"{reference_path}.{2 * index + 1}"
+                if side == "port"
+                else super().block_name(side, reference_path, index)
+            )
+
+    fused = Fused(**{f.name: getattr(FLUX, f.name) for f in dataclasses.fields(FLUX)})
+    assert fused.block_name("port", "transformer_blocks", 0) == "transformer_blocks.1"
+    assert fused.block_name("reference", "transformer_blocks", 0) == "transformer_blocks.0"
+    assert FLUX.block_name("port", "single_transformer_blocks", 3) == "single_transformer_blocks.3"

@@ -32,7 +32,7 @@ class FamilyAdapter:
     block_outputs: the names of the items a block returns (e.g. Flux blocks return
         (encoder_hidden_states, hidden_states)); a single tensor is `hidden_states`.
     port_block_lists: the port's path for a block list whose path differs (default: the same
-        path and index: a port that renames, fuses or splits blocks declares its mapping here).
+        path and index). A port that fuses or splits blocks overrides `block_name`.
     reference_timestep_scale / port_timestep_scale: multiply the timestep each side passes to
         its DiT into the scheduler's units (Diffusers' Flux passes t/1000, SGLang's passes t).
     reference_guidance_scale / port_guidance_scale: the same for the guidance input.
@@ -62,6 +62,13 @@ class FamilyAdapter:
         if side == "port":
             return dict(self.port_block_lists).get(reference_path, reference_path)
         return reference_path
+
+    def block_name(self, side: str, reference_path: str, index: int) -> str | None:
+        """The reference block whose output block `index` of that list on `side` is compared with,
+        or None to leave it out. Default: the same index. A port that fuses reference blocks 2i and
+        2i+1 into its block i returns f"{reference_path}.{2 * index + 1}"; one that splits a block
+        in two returns None for the first half and the reference block for the second."""
+        return f"{reference_path}.{index}"
 
     def to_canonical(self, record: Record) -> torch.Tensor:
         if record.layout == "canonical":

@@ -302,4 +302,6 @@ class DenoisingRecorder:
                 if first:
                     taps.forward_pre_hook(block, self.embedders_hook)
                     first = False
-                taps.forward_hook(block, self.block_hook(f"{path}.{index}", block))
+                name = adapter.block_name(side, path, index)
+                if name is not None:
+                    taps.forward_hook(block, self.block_hook(name, block))
