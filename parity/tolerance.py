@@ -49,9 +49,9 @@ DEFAULTS: dict[str, dict[str, Tolerance]] = {
         "initial_noise": EXACT,
         "embeddings": Tolerance(atol=1e-4, rtol=1e-5, rel_l2=5e-5),
         "denoise_latents": Tolerance(atol=1e-5, rtol=1e-5, rel_l2=5e-5),
-        "dit_output": Tolerance(atol=1e-5, rtol=1e-5, rel_l2=5e-5),
+        "dit_output": Tolerance(atol=2e-5, rtol=1e-5, rel_l2=5e-5),
         "block_output": Tolerance(atol=1e-4, rtol=1e-5, rel_l2=5e-5),
-        "pixels": Tolerance(atol=1e-5, rtol=0.0, rel_l2=5e-5),
+        "pixels": Tolerance(atol=3e-5, rtol=0.0, rel_l2=5e-5),
         "dit_conditioning": Tolerance(atol=1e-6, rtol=4.8e-7),
     },
     "bfloat16": {
@@ -62,7 +62,7 @@ DEFAULTS: dict[str, dict[str, Tolerance]] = {
         "denoise_latents": Tolerance(atol=0.1, rtol=0.05, rel_l2=0.02),
         "dit_output": Tolerance(atol=0.25, rtol=0.05, rel_l2=0.1),
         "block_output": Tolerance(atol=0.15, rtol=0.05, rel_l2=0.05),
-        "pixels": Tolerance(atol=0.06, rtol=0.0, rel_l2=0.02),
+        "pixels": Tolerance(atol=0.15, rtol=0.0, rel_l2=0.04),
         # Each side rounds its DiT's timestep / guidance input to bf16, in its own units
         # (Diffusers t/1000, SGLang t; guidance vs guidance*1000): 2 bf16 ulps relative.
         "dit_conditioning": Tolerance(atol=1e-6, rtol=7.9e-3),
