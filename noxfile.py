@@ -1,4 +1,5 @@
-"""nox sessions: `parity` (every bundled case), `tests` (pytest), `bench` (timings), `lint` (ruff).
+"""nox sessions: `parity` (every bundled case, and the noise calibration), `tests` (pytest),
+`calibrate` (the noise calibration alone), `bench` (timings), `lint` (ruff).
 
 All sessions share one virtualenv, .nox/shared, installed once and reused while pyproject.toml
 is unchanged: sglang[diffusion] takes minutes to install, so a CI run pays for it once, not once
@@ -35,9 +36,18 @@ def shared_python(session: nox.Session) -> str:
 
 @nox.session(venv_backend="none")
 def parity(session: nox.Session) -> None:
-    """Run every bundled case in fp32 and bf16; fail if any run misses its expectation."""
+    """Run every bundled case in fp32 and bf16 (full and isolated mode) and the noise calibration;
+    fail if any run misses its expectation or the calibration has a false flag or a miss."""
     python = shared_python(session)
     session.run(python, "-m", "parity.suite", *session.posargs, external=True)
+    session.run(python, "-m", "parity.calibrate", external=True)
+
+
+@nox.session(venv_backend="none")
+def calibrate(session: nox.Session) -> None:
+    """The noise detector's calibration table, written to reports/noise-calibration.{md,csv}."""
+    python = shared_python(session)
+    session.run(python, "-m", "parity.calibrate", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         "judge the port equivalent if its error is within 2x the reference's own",
     )
     sub.add_parser("list", help="list the bundled cases")
+    noise_cmd = sub.add_parser("noise", help="does an image (PNG/JPEG) or a .npy frame array look like noise?")
+    noise_cmd.add_argument("files", nargs="+", type=Path)
     return parser
 
 
@@ -69,6 +71,43 @@ def _list() -> int:
             f"steps={case.steps} dtype={case.dtype}{expect}"
         )
     return 0
+
+
+def _load_frames(path: Path) -> list:
+    """The frames of an image file or of a .npy array (H x W[ x C], C x H x W, or a stack of those)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise ParityError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            array = np.asarray(Image.open(path))
+    except Exception as exc:
+        raise ParityError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if array.ndim <= 3:
+        return [array]
+    return list(array.reshape(-1, *array.shape[-3:]))  # T x H x W x C, B x T x ..., etc.
+
+
+def _noise(files: list[Path]) -> int:
+    from parity.noise import detect
+
+    flagged = 0
+    for path in files:
+        reports = [detect(frame) for frame in _load_frames(path)]
+        worst = max(reports, key=lambda r: (r.flagged, r.score))
+        flagged += worst.flagged
+        frames = f" (worst of {len(reports)} frames)" if len(reports) > 1 else ""
+        verdict = worst.reason.upper() if worst.flagged else "ok"
+        print(
+            f"{path}: {verdict} score={worst.score:.3f} neighbour_correlation={worst.neighbour_correlation:.3f} "
+            f"high_frequency_share={worst.high_frequency_share:.3f}{frames}"
+        )
+    return 1 if flagged else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,6 +140,13 @@ def _run(args: argparse.Namespace) -> int:
     print(line)
     if "isolated" in doc and args.mode == "both":
         line += f"; isolated components: {doc['isolated']['verdict'].upper()}"
+    section = doc.get("noise")
+    if section:
+        port, ref = section["port"][0], section["reference"][0]
+        print(
+            f"  decoded frames: {section['verdict'].upper()} (noise score port {port['score']:.2f}, "
+            f"reference {ref['score']:.2f})"
+        )
     judged = doc.get("referee")
     if judged:
         if "skipped" in judged:
@@ -127,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "noise":
+            return _noise(args.files)
         return _run(args)
     except ParityError as exc:
         progress.say("stopped")

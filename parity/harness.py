@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from parity import components, families, fixtures, hints, progress, referee, stages
+from parity import components, families, fixtures, frames, hints, progress, referee, stages
 from parity.align import align
 from parity.capture import BlockCapture
 from parity.cases import Case
@@ -124,6 +124,17 @@ def run_referee(target: Check, checks: list[Check], case: Case, adapter: FamilyA
     return judgement.as_dict()
 
 
+def _save_frames(traces: dict[str, Trace], port: str, adapter: FamilyAdapter | None, out_dir: Path) -> list[str]:
+    """The reference's and the port's decoded frames as PNG next to the report."""
+    names: list[str] = []
+    for stem, name in (("reference", "reference"), ("port", port)):
+        record = traces[name].get(Key("frames"))
+        if record is not None and adapter is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            names += frames.save_png(adapter.to_canonical(record), stem, out_dir)
+    return names
+
+
 def _policy(case: Case) -> Policy:
     pyproject, tool = tool_config()
     layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
@@ -158,6 +169,7 @@ def run_case(
     policy: Policy | None = None
     error: str | None = None
     checks: dict[str, list[Check]] = {}
+    noise: dict[str, dict] = {}  # the report's `noise` section, per port trace
     captured: set[int] = set()
 
     def compare_traces(port: str) -> list[Check]:
@@ -165,7 +177,13 @@ def run_case(
             pairs = align(traces["reference"], traces[port], adapter)
             if error is not None:  # a side stopped early: compare only what both produced
                 pairs = [p for p in pairs if p.reference is not None and p.port is not None]
-            return sorted(compare(pairs, policy), key=Check.execution_key)
+            found = compare(pairs, policy)
+            decoded = [trace.get(Key("frames")) for trace in (traces["reference"], traces[port])]
+            if all(decoded):
+                reference_frames, port_frames = (adapter.to_canonical(r) for r in decoded)
+                extra, noise[port] = frames.checks(reference_frames, port_frames, case.dtype, len(found))
+                found += extra
+            return sorted(found, key=Check.execution_key)
 
     def run(side: str, trace: Trace, options: RunOptions, phase: str) -> RunInfo:
         return _run_side(side, model_dir, case, adapter, trace, options, out_dir, timings, phase)
@@ -232,6 +250,8 @@ def run_case(
         "causes": verdict.causes,
         "hints": hints.for_checks(main_checks),
         "referee": judged,
+        "noise": noise.get("isolated" if main_kind == "isolated" else "port"),
+        "frames_png": _save_frames(traces, "isolated" if main_kind == "isolated" else "port", adapter, out_dir),
         "trace_bytes": {name: _trace_bytes(trace) for name, trace in traces.items() if len(trace)},
     }
     if mode == "both" and "isolated" in checks:

@@ -105,6 +105,15 @@ def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
 
 
 def _decoding(cause: Check, checks: list[Check]) -> Hint:
+    noisy = [c for c in checks if c.tensor == "frames_noise" and not c.passed]
+    if cause.tensor in ("frames", "frames_similarity") and noisy:
+        cause = noisy[0]
+    if cause.tensor == "frames_noise":
+        why = (
+            "the decoder got wrong latents (unscaled or un-shifted, still packed, wrong channel order), "
+            "decoder weights not loaded, NaNs in the decoder, or a wrong output denormalization"
+        )
+        return {"symptom": f"the port's frames look like {cause.status}", "likely_cause": why}
     if cause.tensor == "vae_input":
         if _fits(cause, "offset"):
             why = f"latents offset by {cause.evidence['fit_offset']:.4g} before decode: the VAE shift_factor"

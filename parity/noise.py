@@ -4,7 +4,8 @@ Every detector reads a grayscale float image in [0, 1]. The decisive two are com
 natural images are spatially correlated (neighbouring pixels alike) and keep most spectral energy
 at low frequencies; noise has near-zero neighbour correlation and a flat spectrum. The score is
 the larger of the two signals, so adding more noise never lowers it. Broken outputs that are not
-noise get their own reasons: NaN/Inf, constant, saturated, periodic (e.g. a checkerboard).
+noise get their own reasons: NaN/Inf, constant, periodic (a pixel-scale checkerboard from a wrong
+patchify), saturated (most pixels clipped, e.g. a large black-and-white checkerboard).
 Thresholds are calibrated on scikit-image's photographs (`python -m parity.calibrate`).
 """
 
@@ -14,10 +15,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-NOISE_SCORE = 0.6  # flagged above this (calibration: README "Noise detection")
+# Flagged above this. Calibrated (python -m parity.calibrate): highest benign score 0.629 (gravel
+# texture resized to 64 px), lowest score of anything that must be flagged as noise 0.740.
+NOISE_SCORE = 0.68
 CONSTANT_STD = 0.01  # a standard deviation below 1 % of the range: one flat value
 SATURATED_SHARE = 0.6  # more than 60 % of pixels at the ends of the range
-PERIODIC_CORRELATION = -0.3  # neighbours anti-correlated: a pixel-period pattern
+PERIODIC_CORRELATION = 0.9  # |correlation| at a lag of 1..4 px, with neighbours unalike: a periodic pattern
 WHITE_NOISE_HF_SHARE = 1 - np.pi / 16  # share of a flat spectrum above half the Nyquist radius
 
 
@@ -36,32 +39,48 @@ class NoiseReport:
         return asdict(self)
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """H x W, H x W x C or C x H x W (C <= 4), uint8 or float in [0, 1] -> float64 H x W."""
+def to_channels(image: np.ndarray) -> np.ndarray:
+    """H x W, H x W x C or C x H x W (C <= 4), uint8/bool/float in [0, 1] -> float64 C x H x W
+    (at most 3 channels: alpha is dropped)."""
     x = np.asarray(image)
     if x.dtype == np.uint8:
         x = x / 255.0
     elif x.dtype == bool:
         x = x.astype(np.float64)
     x = x.astype(np.float64)
-    if x.ndim == 3 and x.shape[0] <= 4 and x.shape[-1] > 4:  # channels first
-        x = np.moveaxis(x, 0, -1)
-    if x.ndim == 3:
-        x = x[..., :3].mean(axis=-1)
-    if x.ndim != 2:
-        raise ValueError(f"expected an image (H x W[ x C]), got shape {np.asarray(image).shape}")
-    return x
+    if x.ndim == 2:
+        return x[None]
+    if x.ndim == 3 and x.shape[-1] <= 4 < x.shape[0]:  # channels last
+        x = np.moveaxis(x, -1, 0)
+    if x.ndim != 3 or x.shape[0] > 4:
+        raise ValueError(f"expected an image (H x W, H x W x C or C x H x W), got shape {np.asarray(image).shape}")
+    return x[:3]
 
 
-def neighbour_correlation(gray: np.ndarray) -> float:
-    """Mean of the horizontal and vertical lag-1 correlation coefficients."""
+def lag_correlation(gray: np.ndarray, lag: int = 1) -> float:
+    """Mean of the horizontal and vertical correlation coefficients at `lag` pixels."""
     x = gray - gray.mean()
     var = float((x * x).mean())
     if var == 0.0:
         return 1.0
-    horizontal = float((x[:, 1:] * x[:, :-1]).mean()) / var
-    vertical = float((x[1:, :] * x[:-1, :]).mean()) / var
+    horizontal = float((x[:, lag:] * x[:, :-lag]).mean()) / var
+    vertical = float((x[lag:, :] * x[:-lag, :]).mean()) / var
     return (horizontal + vertical) / 2
+
+
+def neighbour_correlation(gray: np.ndarray) -> float:
+    return lag_correlation(gray, 1)
+
+
+def periodic_lag(gray: np.ndarray, neighbours: float) -> int | None:
+    """A lag of 1..4 px at which the image (nearly) repeats or inverts while neighbouring pixels are
+    unalike: the signature of a checkerboard from a wrong patchify / unpack."""
+    if neighbours > 0.5:
+        return None  # neighbours alike: a natural image, or a pattern too coarse to be an artifact
+    for lag in range(1, 5):
+        if min(gray.shape) > 2 * lag and abs(lag_correlation(gray, lag)) >= PERIODIC_CORRELATION:
+            return lag
+    return None
 
 
 def high_frequency_share(gray: np.ndarray) -> float:
@@ -76,20 +95,22 @@ def high_frequency_share(gray: np.ndarray) -> float:
 
 
 def detect(image: np.ndarray) -> NoiseReport:
-    raw = np.asarray(image, dtype=np.float64) if np.asarray(image).dtype != np.uint8 else np.asarray(image)
-    nonfinite = int((~np.isfinite(raw)).sum()) if raw.dtype != np.uint8 else 0
-    gray = to_gray(np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=0.0) if nonfinite else image)
-    gray = np.clip(gray, 0.0, 1.0)
-    std = float(gray.std())
-    saturated = float(((gray <= 1 / 255) | (gray >= 254 / 255)).mean())
-    correlation = neighbour_correlation(gray)
-    hf_share = high_frequency_share(gray)
+    """Judge one image. Correlation and spectrum are measured per colour channel and averaged:
+    noise in each channel would partly cancel in a grayscale average."""
+    channels = to_channels(image)
+    nonfinite = int((~np.isfinite(channels)).sum())
+    channels = np.clip(np.nan_to_num(channels, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    gray = channels.mean(axis=0)
+    std = float(channels.std(axis=(1, 2)).max())
+    saturated = float(((channels <= 1 / 255) | (channels >= 254 / 255)).mean())
+    correlation = float(np.mean([neighbour_correlation(c) for c in channels]))
+    hf_share = float(np.mean([high_frequency_share(c) for c in channels]))
     score = max(min(max(1.0 - correlation, 0.0), 1.0), min(hf_share / WHITE_NOISE_HF_SHARE, 1.0))
     if nonfinite:
         reason = "nonfinite"
     elif std < CONSTANT_STD:
         reason, score = "constant", 0.0
-    elif correlation < PERIODIC_CORRELATION:
+    elif periodic_lag(gray, correlation) is not None:
         reason = "periodic"
     elif saturated > SATURATED_SHARE:
         reason = "saturated"

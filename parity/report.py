@@ -133,6 +133,24 @@ def markdown(doc: dict[str, Any]) -> str:
         for row in failing:
             where = "".join(f" {k} {row[k]}" for k in ("step", "block") if row[k] is not None)
             out.write(f"- `{row['stage']}/{row['tensor']}`{where}: {row['message']}\n")
+    section = doc.get("noise")
+    if section:
+        out.write(f"\n## Decoded frames: {section['verdict']}\n\n")
+        port, ref = section["port"][0], section["reference"][0]
+        out.write(
+            f"Noise score (0 natural, 1 noise; flagged above the calibrated threshold): port {_fmt(port['score'])} "
+            f"({port['reason']}), reference {_fmt(ref['score'])} ({ref['reason']}).\n\n"
+        )
+        for row in section["relative"]:
+            out.write(
+                f"- frame {row['frame']}: SSIM {row['ssim']:.5f}, PSNR {_fmt(row['psnr_db'])} dB, "
+                f"mean abs {row['mean_abs_u8']:.3g}/255\n"
+            )
+        if section.get("note"):
+            out.write(f"\n{section['note']}\n")
+        pngs = doc.get("frames_png") or []
+        if pngs:
+            out.write("\n" + " ".join(f"![{name}]({name})" for name in pngs) + "\n")
     isolated = doc.get("isolated")
     if isolated:
         out.write(f"\n## Isolated components (teacher-forced on the reference's inputs): {isolated['verdict']}\n\n")

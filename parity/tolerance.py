@@ -27,8 +27,11 @@ class Tolerance:
     exact: bool = False
     rel_l2: float | None = None
     source: str = "default"
+    text: str | None = None  # a rule that is not atol/rtol (frame similarity, the noise detector)
 
     def describe(self) -> str:
+        if self.text is not None:
+            return self.text
         if self.exact:
             return "exact"
         text = f"atol={self.atol:.3g} rtol={self.rtol:.3g}"
@@ -69,6 +72,15 @@ DEFAULTS: dict[str, dict[str, Tolerance]] = {
     },
 }
 KINDS = tuple(DEFAULTS["float32"])
+
+# Decoded frames against the reference, on 8-bit values (parity.frames): the lowest SSIM and PSNR
+# and the highest mean absolute difference accepted, per dtype. Calibrated on clean flux-tiny
+# (README "Noise detection"): fp32 SSIM 0.99999998, PSNR 90.3 dB, mean abs 6e-5; bf16 SSIM 0.99894,
+# PSNR 44.7 dB, mean abs 0.93.
+FRAME_LIMITS: dict[str, dict[str, float]] = {
+    "float32": {"ssim": 0.999, "psnr_db": 50.0, "mean_abs_u8": 0.1},
+    "bfloat16": {"ssim": 0.99, "psnr_db": 35.0, "mean_abs_u8": 3.0},
+}
 
 # Kind names differ from every canonical tensor name, so an override key is unambiguous:
 # a kind ("embeddings") or a tensor ("prompt_embeds", "input_ids.1").

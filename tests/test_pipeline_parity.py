@@ -59,6 +59,8 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
         ("timestep_preparation", "sigmas", None, None),
         ("decoding", "vae_input", None, None),
         ("decoding", "frames", None, None),
+        ("decoding", "frames_similarity", None, None),
+        ("decoding", "frames_noise", None, None),
     }
     per_step = ("dit_input", "dit_timestep", "dit_guidance", "noise_pred", "latents")
     expected |= {("denoising", t, s, None) for t in per_step for s in range(steps)}
@@ -75,6 +77,8 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
     }
     assert compared == expected
     assert doc["capture"]["block_steps"] == [0, steps - 1]
+    assert doc["noise"]["verdict"] == "ok" and doc["noise"]["port"][0]["score"] < 0.5
+    assert (tmp_path / "report" / "port.png").is_file() and (tmp_path / "report" / "reference.png").is_file()
     order = [c["step"] if c["step"] is not None else -1 for c in doc["checks"] if c["stage"] == "denoising"]
     assert order == sorted(order)  # checks are listed in execution order
 
@@ -162,6 +166,25 @@ def test_fp64_referee_passes_bf16_noise_and_keeps_a_real_fault(tmp_path):
     judged = doc["referee"]
     assert not judged["equivalent"] and judged["closer"] == "reference"
     assert judged["port_fp64_vs_reference_fp64"] > 0.01  # wrong in fp64 too: logic, not precision
+
+
+def test_port_frames_replaced_by_noise_fail_with_the_noise_reason(tmp_path):
+    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / "fault_noise_frames.py"))
+    assert proc.returncode == 1
+    assert doc["noise"]["verdict"] == "noise" and doc["noise"]["port"][0]["score"] > 0.9
+    assert doc["noise"]["reference"][0]["flagged"] is False
+    noise_check = next(c for c in doc["checks"] if c["tensor"] == "frames_noise")
+    assert not noise_check["passed"] and "look like noise" in noise_check["message"]
+    assert any("look like noise" in h["symptom"] for h in doc["hints"])
+    assert "decoded frames: NOISE" in proc.stdout
+
+
+def test_vae_fed_unscaled_latents_fails_at_the_decoder_input(tmp_path):
+    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / "fault_vae_unscaled_latents.py"))
+    assert proc.returncode == 1
+    assert doc["first_divergence"]["tensor"] == "vae_input"
+    similarity = next(c for c in doc["checks"] if c["tensor"] == "frames_similarity")
+    assert not similarity["passed"]
 
 
 def test_port_that_sglang_resolves_to_its_diffusers_backend_is_refused(tmp_path):
