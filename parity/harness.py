@@ -8,6 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from parity import components, families, fixtures, frames, hints, progress, referee, stages
 from parity.align import align
 from parity.capture import BlockCapture
@@ -191,6 +193,8 @@ def run_case(
     try:
         if mode not in MODES:
             raise ParityError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if case.device == "cuda" and not torch.cuda.is_available():
+            raise ParityError("--device cuda, but torch sees no CUDA device on this machine")
         policy = _policy(case)
         model_dir = model_dir_for(case, timings)
         adapter = families.get(case.family) if case.family else families.detect(model_dir)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from parity import cases
 from parity.cli import main
@@ -51,6 +52,14 @@ def test_model_index_of_an_unknown_family(tmp_path, capsys):
 def test_bad_arguments(argv, expected, capsys):
     assert main(argv) == 2
     assert expected in _error_line(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_setup_error_with_a_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "flux-tiny", "--device", "cuda", "--out", str(out)]) == 2
+    assert "torch sees no CUDA device" in _error_line(capsys)
+    assert json.loads((out / "report.json").read_text())["verdict"] == "error"
 
 
 def test_bad_case_file(tmp_path, capsys):
