@@ -89,13 +89,15 @@ def replace_first(result: Any, value: Any) -> Any:
 
 
 def tap_tokenizer(
-    taps: Taps, tokenizer: Any, index: int, trace: Trace, negative_prompt: str | None, teacher: Teacher | None = None
+    taps: Taps, tokenizer: Any, index: int, trace: Trace, prompt: str, teacher: Teacher | None = None
 ) -> None:
-    """Record `input_ids.<index>` / `attention_mask.<index>` of the first call per prompt; with a
+    """Record `input_ids.<index>` / `attention_mask.<index>` of the first call per text; with a
     teacher, the encoder then receives the reference's ids and mask.
 
-    Only the first call counts: Diffusers tokenizes a second time with padding="longest" just
-    to warn about truncation, and that call does not feed the encoder.
+    Only the first call per text counts: Diffusers tokenizes a second time with padding="longest"
+    just to warn about truncation, and that call does not feed the encoder. Any text other than
+    the prompt is the negative prompt (the case's, or a library default when the case sets none),
+    recorded as `negative_...`, so it can never overwrite the prompt's ids.
     """
     seen: set[str] = set()
 
@@ -105,7 +107,7 @@ def tap_tokenizer(
         if not isinstance(text, str) or text in seen:
             return None
         seen.add(text)
-        prefix = "negative_" if negative_prompt is not None and text == negative_prompt else ""
+        prefix = "" if text == prompt else "negative_"
         for field in ("input_ids", "attention_mask"):
             value = result.get(field) if hasattr(result, "get") else None
             if value is None:

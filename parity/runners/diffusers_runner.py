@@ -63,7 +63,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
     with Taps() as taps:
         tokenizers = sorted(n for n, m in pipe.components.items() if n.startswith("tokenizer") and m)
         for index, name in enumerate(tokenizers):
-            tap_tokenizer(taps, pipe.components[name], index, trace, case.negative_prompt)
+            tap_tokenizer(taps, pipe.components[name], index, trace, case.prompt)
         taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
         taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
         taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)

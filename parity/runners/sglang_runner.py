@@ -197,7 +197,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
     with Taps() as taps:
         for stage in pipe.stages:
             for index, tokenizer in enumerate(getattr(stage, "tokenizers", None) or []):
-                tap_tokenizer(taps, tokenizer, index, trace, case.negative_prompt, teacher)
+                tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher)
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
         loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
         tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
