@@ -94,6 +94,16 @@ def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
 
 
 # plugin, case, first_divergence (stage, tensor, step, block), words the hint must contain
+def test_sd3_three_encoders_and_batched_cfg_pass_in_both_modes(tmp_path):
+    proc, doc = parity_run(tmp_path, "--mode", "both", case="sd3-tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert doc["pipelines"]["port"].endswith("stable_diffusion_3.StableDiffusion3Pipeline")
+    tensors = {c["tensor"] for c in doc["checks"]}
+    assert {"input_ids.2", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"} <= tensors
+    assert {"noise_pred_cond", "noise_pred_uncond"} <= tensors  # Diffusers' batched CFG call, split
+    assert doc["isolated"]["verdict"] == "pass"
+
+
 FAULTS = [
     ("fault_perturb_t5.py", "flux-tiny", ("text_encoding", "prompt_embeds", None, None), "scaled copy"),
     ("fault_transpose_latents.py", "flux-tiny", ("latent_preparation", "latents", None, None), "another order"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.families.flux import FLUX
+from parity.families.sd3 import SD3
 
 _ADAPTERS: dict[str, FamilyAdapter] = {}
 
@@ -57,3 +58,4 @@ def read_model_index(model_dir: Path) -> dict:
 
 
 register(FLUX)
+register(SD3)

@@ -21,6 +21,8 @@ class FamilyAdapter:
     sglang_pipeline: the native SGLang pipeline class the port must resolve to.
     port_prompt_embeds / port_negative_prompt_embeds: the canonical name of each element of the
         port's `Req.prompt_embeds` / `Req.negative_prompt_embeds` lists.
+    port_pooled_fields: further Req list fields to record (field, names), e.g. SD3's merged
+        `pooled_embeds` -> ("pooled_prompt_embeds",).
     port_repeated_embeds: other Req list fields that repeat recorded tensors (field, names), e.g.
         Flux's `pooled_embeds` repeats `prompt_embeds[0]`; isolated mode overwrites them too.
     reference_encode_prompt: the canonical name of each item Diffusers' `encode_prompt`
@@ -36,6 +38,11 @@ class FamilyAdapter:
     reference_timestep_scale / port_timestep_scale: multiply the timestep each side passes to
         its DiT into the scheduler's units (Diffusers' Flux passes t/1000, SGLang's passes t).
     reference_guidance_scale / port_guidance_scale: the same for the guidance input.
+    reference_cfg_batch: "uncond_cond" when the reference runs both CFG branches as one DiT call
+        on a batch of two, unconditional first (Diffusers' SD3); the recorder splits it.
+    reference_cfg_scale_argument / port_cfg_scale_argument: the argument that carries the case's
+        classifier-free guidance scale (`true_cfg_scale`) on each side: Flux's pipelines take
+        `true_cfg_scale` beside an embedded `guidance_scale`; SD3's take CFG as `guidance_scale`.
     video: True when frames carry a time axis (B, C, T, H, W); images are (B, C, H, W).
     """
 
@@ -45,6 +52,7 @@ class FamilyAdapter:
     sglang_pipeline: str
     port_prompt_embeds: tuple[str, ...]
     port_negative_prompt_embeds: tuple[str, ...] = ()
+    port_pooled_fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
     port_repeated_embeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
     reference_encode_prompt: tuple[str | None, ...] = ("prompt_embeds",)
     latent_layout: str = "canonical"
@@ -55,6 +63,9 @@ class FamilyAdapter:
     port_timestep_scale: float = 1.0
     reference_guidance_scale: float = 1.0
     port_guidance_scale: float = 1.0
+    reference_cfg_batch: str | None = None
+    reference_cfg_scale_argument: str = "true_cfg_scale"
+    port_cfg_scale_argument: str = "true_cfg_scale"
     video: bool = False
 
     def block_list_path(self, side: str, reference_path: str) -> str:

@@ -164,6 +164,9 @@ class DenoisingRecorder:
         port = side == "port"
         self.timestep_scale = adapter.port_timestep_scale if port else adapter.reference_timestep_scale
         self.guidance_scale = adapter.port_guidance_scale if port else adapter.reference_guidance_scale
+        # The reference may run both CFG branches as one call on a batch of two (uncond, cond):
+        # record the conditional half of inputs and blocks, and split the output.
+        self.batched = not port and self.cfg and adapter.reference_cfg_batch == "uncond_cond"
         self.replay_step = options.replay_step
         self.replaying = False
         self.transformer: Any = None
@@ -171,8 +174,12 @@ class DenoisingRecorder:
         self.step = 0
         self.calls_this_step = 0
 
+    def _cond(self, value: Any) -> Any:
+        return value[1:2] if self.batched and isinstance(value, torch.Tensor) and value.shape[0] == 2 else value
+
     def _add(self, name: str, value: Any, layout: str | None = None) -> None:
         layout = self.layout if layout is None else layout
+        value = self._cond(value) if name not in ("noise_pred_uncond", "latents", "noise_pred") else value
         self.trace.add(name, stages.DENOISING, value, step=self.step, layout=layout, **self.size)
 
     def _reference(self, name: str, like: Any, block: str | None = None) -> Any:
@@ -204,6 +211,12 @@ class DenoisingRecorder:
             finally:
                 self.replaying = False
             self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed)
+        if self.batched:
+            prediction = first_tensor(output)
+            self._add("noise_pred_cond", prediction[1:2])
+            self._add("noise_pred_uncond", prediction[0:1])
+            self.calls_this_step += 1
+            return None
         if self.cfg:
             name = ("noise_pred_cond", "noise_pred_uncond")[min(self.calls_this_step, 1)]
         elif self.teacher is not None:
@@ -239,7 +252,7 @@ class DenoisingRecorder:
     def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
-                self.trace.add(name, stages.DENOISING, value, step=self.step, block=block)
+                self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
 
     def embedders_hook(self, args: tuple, kwargs: dict) -> None:
         if self._captures():

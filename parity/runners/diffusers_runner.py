@@ -71,21 +71,21 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
         loop.tap_dit(taps, pipe.transformer, adapter, "reference")
         tap_vae_decode(taps, pipe.vae, trace)
         generator = torch.Generator("cpu").manual_seed(case.seed)
-        cfg = {}
-        if case.negative_prompt is not None:
-            cfg = {"negative_prompt": case.negative_prompt, "true_cfg_scale": case.true_cfg_scale}
+        inputs = {
+            "prompt": case.prompt,
+            "height": case.height,
+            "width": case.width,
+            "num_inference_steps": case.steps,
+            "guidance_scale": case.guidance_scale,
+            "max_sequence_length": case.max_sequence_length,
+            "generator": generator,
+            "output_type": "pt",
+        }
+        if case.negative_prompt is not None:  # the CFG scale may replace guidance_scale (SD3)
+            inputs["negative_prompt"] = case.negative_prompt
+            inputs[adapter.reference_cfg_scale_argument] = case.true_cfg_scale
         with torch.no_grad():
-            output = pipe(
-                prompt=case.prompt,
-                **cfg,
-                height=case.height,
-                width=case.width,
-                num_inference_steps=case.steps,
-                guidance_scale=case.guidance_scale,
-                max_sequence_length=case.max_sequence_length,
-                generator=generator,
-                output_type="pt",
-            )
+            output = pipe(**inputs)
     frames = output.images if hasattr(output, "images") else output.frames
     trace.add("frames", stages.DECODING, torch.as_tensor(frames).float(), layout="frames_bcthw")
     return info

@@ -133,18 +133,18 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
     except Exception as exc:
         raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
     run_info = RunInfo(pipeline=qualified_name(pipe), components=_check_built(pipe, adapter))
-    params = SamplingParams.from_user_sampling_params_args(
-        str(model_dir),
-        server_args,
-        prompt=case.prompt,
-        negative_prompt=case.negative_prompt,
-        true_cfg_scale=case.true_cfg_scale,
-        height=case.height,
-        width=case.width,
-        num_inference_steps=case.steps,
-        guidance_scale=case.guidance_scale,
-        seed=case.seed,
-    )
+    inputs = {
+        "prompt": case.prompt,
+        "negative_prompt": case.negative_prompt,
+        "height": case.height,
+        "width": case.width,
+        "num_inference_steps": case.steps,
+        "guidance_scale": case.guidance_scale,
+        "seed": case.seed,
+    }
+    if case.true_cfg_scale is not None:  # the CFG scale may replace guidance_scale (SD3)
+        inputs[adapter.port_cfg_scale_argument] = case.true_cfg_scale
+    params = SamplingParams.from_user_sampling_params_args(str(model_dir), server_args, **inputs)
     req = prepare_request(server_args, params)
 
     size = {"height": case.height, "width": case.width}
@@ -158,16 +158,21 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
         found = teacher.get(name, like=value) if teacher is not None else None
         return value if found is None else found
 
+    embeds_seen: dict[str, list[int]] = {}
+
     def read_contract_fields(batch: Any, taps: Taps) -> None:
-        """After any stage: record the Req contract fields it filled (once each), by their role,
-        so a Hybrid port's single BeforeDenoisingStage is reported stage by stage too."""
+        """After any stage: record the Req contract fields it filled, by their role, so a Hybrid
+        port's single BeforeDenoisingStage is reported stage by stage too. Latents and the schedule
+        are recorded when first set; prompt embeddings again whenever a later stage replaces them
+        (SD3 merges its three encoders' outputs in a stage of its own), so the last record is what
+        the denoiser consumes."""
         for field, names in (
             ("prompt_embeds", adapter.port_prompt_embeds),
             ("negative_prompt_embeds", adapter.port_negative_prompt_embeds),
+            *adapter.port_pooled_fields,
         ):
             values = getattr(batch, field, None)
-            if field not in recorded and values:
-                recorded.add(field)
+            if values and embeds_seen.get(field) != [id(v) for v in values]:
                 for index, (name, value) in enumerate(zip(names, values, strict=False)):
                     trace.add(name, stages.TEXT_ENCODING, value)
                     values[index] = reference_for(name, value)
@@ -175,6 +180,7 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
                     repeated = getattr(batch, repeat_field, None) or []
                     for index, name in enumerate(repeat_names[: len(repeated)]):
                         repeated[index] = reference_for(name, repeated[index])
+                embeds_seen[field] = [id(v) for v in values]
         if "latents" not in recorded and getattr(batch, "latents", None) is not None:
             recorded.add("latents")
             trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
