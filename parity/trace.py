@@ -81,9 +81,6 @@ class Trace:
     def __len__(self) -> int:
         return len(self._records)
 
-    def keys(self) -> list[Key]:
-        return [r.key for r in self._records]
-
     def get(self, key: Key) -> Record | None:
         """The last record with this key (a stage that runs twice overwrites the first)."""
         for record in reversed(self._records):

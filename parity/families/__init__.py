@@ -25,10 +25,6 @@ def get(name: str) -> FamilyAdapter:
         raise ParityError(f"unknown family {name!r}; known: {', '.join(sorted(_ADAPTERS))}") from None
 
 
-def names() -> list[str]:
-    return sorted(_ADAPTERS)
-
-
 def detect(model_dir: Path) -> FamilyAdapter:
     """The adapter whose Diffusers pipeline class is the directory's model_index.json `_class_name`."""
     class_name = read_model_index(model_dir).get("_class_name")
