@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = REPO_ROOT / "fixtures" / "cases"
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("cpu", "cuda")
+PORT_OPS = ("auto", "kernels", "native")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Case:
     max_sequence_length: int = 512
     dtype: str = "float32"
     device: str = "cpu"
+    port_ops: str = "auto"  # SGLang's kernels, its native ops, or auto: what runs on the device
     expected: str = "pass"  # "fail" marks a known, documented divergence (see `reason`)
     reason: str = ""
     tolerance: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +47,8 @@ class Case:
             raise ParityError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device not in DEVICES:
             raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.port_ops not in PORT_OPS:
+            raise ParityError(f"--port-ops must be one of {', '.join(PORT_OPS)}, got {self.port_ops!r}")
         for name in ("height", "width", "steps", "max_sequence_length"):
             if getattr(self, name) <= 0:
                 raise ParityError(f"{name} must be positive, got {getattr(self, name)}")

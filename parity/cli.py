@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=cases.DTYPES)
     run.add_argument("--device", choices=cases.DEVICES)
     run.add_argument(
+        "--port-ops",
+        choices=cases.PORT_OPS,
+        help="kernels: SGLang's own dispatch (fused kernels); native: every SGLang CustomOp runs its "
+        "forward_native, fused kernels their pure-torch twins, attention torch SDPA (the report lists "
+        "each rerouted op); auto (default): native on CPU, kernels on CUDA",
+    )
+    run.add_argument(
         "--plugin",
         action="append",
         default=[],
@@ -125,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         dtype=args.dtype,
         device=args.device,
+        port_ops=args.port_ops,
     )
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
     verdict, doc = run_case(case, out, loaded, capture, args.mode, args.referee)

@@ -250,6 +250,7 @@ def run_case(
         "pipelines": {side: info.pipeline for side, info in infos.items()},
         "components": {side: info.components for side, info in infos.items()},
         "plugins": list(plugins),
+        "port_ops": infos["port"].port_ops if "port" in infos else None,
         "capture": {"block_policy": capture.describe(), "block_steps": sorted(captured), "block_branch": "conditional"},
         "causes": verdict.causes,
         "hints": hints.for_checks(main_checks),

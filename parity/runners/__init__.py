@@ -18,6 +18,7 @@ class RunInfo:
     pipeline: str = ""
     components: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    port_ops: dict = field(default_factory=dict)  # the port's op mode and every op it rerouted
 
 
 @dataclass(frozen=True)

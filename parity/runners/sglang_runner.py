@@ -19,7 +19,7 @@ from parity import stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
-from parity.runners import RunInfo, RunOptions, qualified_name
+from parity.runners import RunInfo, RunOptions, port_ops, qualified_name
 from parity.runners.common import DenoisingRecorder, Teacher, tap_tokenizer, tap_vae_decode
 from parity.taps import Taps
 from parity.trace import Trace
@@ -83,7 +83,7 @@ def check_native_resolution(model_dir: Path, adapter: FamilyAdapter) -> Any:
     return info
 
 
-def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any) -> Any:
+def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any, ops_mode: str) -> Any:
     from sglang.multimodal_gen.runtime.server_args import ServerArgs, set_global_server_args
 
     precision = PRECISION[case.dtype]
@@ -99,6 +99,8 @@ def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any)
         text_encoder_precisions=(precision,) * encoders,
         # One request per process here, but never compare embeddings from an earlier request.
         disable_conditioning_cache=True,
+        # Native ops mean SGLang's reference attention too (torch SDPA), not a fused backend.
+        **({"attention_backend": "torch_sdpa"} if ops_mode == "native" else {}),
         log_level="warning",
     )
     set_global_server_args(server_args)
@@ -126,13 +128,15 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
     from sglang.multimodal_gen.runtime.pipelines_core import build_pipeline
 
     info = check_native_resolution(model_dir, adapter)
-    server_args = _server_args(model_dir, case, adapter, info)
+    ops_mode = case.port_ops if case.port_ops != "auto" else port_ops.default_mode(case.device)
+    server_args = _server_args(model_dir, case, adapter, info, ops_mode)
     _init_distributed()
     try:
         pipe = build_pipeline(server_args)
     except Exception as exc:
         raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
     run_info = RunInfo(pipeline=qualified_name(pipe), components=_check_built(pipe, adapter))
+    custom_ops = port_ops.route_custom_ops(pipe.modules.values()) if ops_mode == "native" else []
     inputs = {
         "prompt": case.prompt,
         "negative_prompt": case.negative_prompt,
@@ -207,8 +211,14 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
         loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
         tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
-        with torch.no_grad():
+        with torch.no_grad(), port_ops.native_kernel_functions(enabled=ops_mode == "native") as kernels:
             output = pipe.forward(req, server_args)
+    run_info.port_ops = {
+        "mode": ops_mode,
+        "requested": case.port_ops,
+        "attention_backend": server_args.attention_backend,
+        "rerouted": custom_ops + kernels,
+    }
     frames = getattr(output, "output", None)
     if frames is None:
         error = getattr(output, "error", None)
