@@ -28,31 +28,49 @@ def default_mode(device: str) -> str:
     return "kernels" if device == "cuda" else "native"
 
 
-def route_custom_ops(modules: Iterable[Any]) -> list[str]:
-    """Point every CustomOp inside `modules` at its `forward_native`; one line per op class
-    ("RMSNorm x12: forward_cpu -> forward_native"). Ops without a native implementation keep
-    their dispatch and are listed as such."""
+@contextmanager
+def native_custom_ops(enabled: bool = True) -> Iterator[None]:
+    """When enabled, every CustomOp built or run within the block dispatches to its own
+    `forward_native` (ops without one keep the platform's choice). Patched at the dispatch, not
+    per instance, so components SGLang loads lazily during the request are routed too."""
+    if not enabled:
+        yield
+        return
     from sglang.multimodal_gen.runtime.layers.custom_op import CustomOp
 
-    routed: Counter[tuple[str, str]] = Counter()
-    kept: Counter[str] = Counter()
+    platform_dispatch = CustomOp.dispatch_forward
+
+    def dispatch_native(op: Any) -> Any:
+        native = op._defined_forward("forward_native")
+        return native if native is not None else platform_dispatch(op)
+
+    CustomOp.dispatch_forward = dispatch_native
+    try:
+        yield
+    finally:
+        CustomOp.dispatch_forward = platform_dispatch
+
+
+def describe_custom_ops(modules: Iterable[Any]) -> list[str]:
+    """One line per CustomOp class inside `modules` whose forward is not what the platform would
+    pick, e.g. "RMSNorm x17: forward_cpu -> forward_native"; and each op left on its platform
+    path because it has no native implementation."""
+    from sglang.multimodal_gen.runtime.layers.custom_op import CustomOp
+
+    routed: Counter[tuple[str, str, str]] = Counter()
     for root in modules:
         if not hasattr(root, "modules"):
             continue
         for op in root.modules():
-            if not isinstance(op, CustomOp):
-                continue
-            name = type(op).__name__
-            if op._defined_forward("forward_native") is None:
-                kept[name] += 1
-                continue
-            before = getattr(op._forward_method, "__name__", "?")
-            if before != "forward_native":
-                op._forward_method = op.forward_native
-                routed[(name, before)] += 1
-    lines = [f"{name} x{n}: {before} -> forward_native" for (name, before), n in sorted(routed.items())]
-    lines += [f"{name} x{n}: no forward_native, kept" for name, n in sorted(kept.items())]
-    return lines
+            if isinstance(op, CustomOp):
+                now = getattr(op._forward_method, "__name__", "?")
+                platform = getattr(CustomOp.dispatch_forward(op), "__name__", "?")
+                routed[(type(op).__name__, platform, now)] += 1
+    return [
+        f"{name} x{n}: {platform} -> {now}" if platform != now else f"{name} x{n}: {now} (no forward_native, kept)"
+        for (name, platform, now), n in sorted(routed.items())
+        if platform != now or now != "forward_native"
+    ]
 
 
 @contextmanager

@@ -131,12 +131,13 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
     ops_mode = case.port_ops if case.port_ops != "auto" else port_ops.default_mode(case.device)
     server_args = _server_args(model_dir, case, adapter, info, ops_mode)
     _init_distributed()
-    try:
-        pipe = build_pipeline(server_args)
-    except Exception as exc:
-        raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
+    native = ops_mode == "native"
+    with port_ops.native_custom_ops(native):
+        try:
+            pipe = build_pipeline(server_args)
+        except Exception as exc:
+            raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
     run_info = RunInfo(pipeline=qualified_name(pipe), components=_check_built(pipe, adapter))
-    custom_ops = port_ops.route_custom_ops(pipe.modules.values()) if ops_mode == "native" else []
     inputs = {
         "prompt": case.prompt,
         "negative_prompt": case.negative_prompt,
@@ -211,13 +212,13 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
         loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
         tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
-        with torch.no_grad(), port_ops.native_kernel_functions(enabled=ops_mode == "native") as kernels:
+        with torch.no_grad(), port_ops.native_custom_ops(native), port_ops.native_kernel_functions(native) as kernels:
             output = pipe.forward(req, server_args)
     run_info.port_ops = {
         "mode": ops_mode,
         "requested": case.port_ops,
         "attention_backend": server_args.attention_backend,
-        "rerouted": custom_ops + kernels,
+        "rerouted": port_ops.describe_custom_ops(pipe.modules.values()) + kernels,
     }
     frames = getattr(output, "output", None)
     if frames is None:
