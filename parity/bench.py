@@ -2,6 +2,8 @@
 
 `python -m parity.bench [case] [--dtype D]` prints import, fixture build (into a fresh cache),
 the reference run, the port run and the comparison+report, in seconds.
+`python -m parity.bench [case] --overhead [--device cuda] [--steps 4 28 50]`: the harness's cost
+beyond the two pipelines (parity.overhead).
 `python -m parity.bench [case] --memory [--steps 4 32]` runs `parity run` once per step count in
 a child process and prints its peak RSS and the bytes the traces hold (per-step tensors, blocks).
 Numbers only; nothing is asserted. The import row is only meaningful in a fresh process.
@@ -48,10 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", nargs="?", default="flux-tiny")
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--memory", action="store_true", help="peak host memory against the step count")
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 32])
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="Diffusers alone, SGLang alone and the full harness (default policy, every block) after warm-up, "
+        "with the overhead ratio and peak device/host memory, per step count",
+    )
+    parser.add_argument("--steps", type=int, nargs="+", help="step counts (default: 4 32; --overhead: 4 28 50)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--port-ops", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if args.memory:
-        return peak_memory(args.case, args.steps, args.dtype)
+        return peak_memory(args.case, args.steps or [4, 32], args.dtype)
+    if args.overhead:
+        from parity import cases, overhead
+
+        case = cases.resolve(args.case).with_overrides(dtype=args.dtype, device=args.device, port_ops=args.port_ops)
+        return overhead.main(case, args.steps or [4, 28, 50], args.repeats)
 
     t0 = time.perf_counter()
     import diffusers  # noqa: F401

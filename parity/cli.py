@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list() -> int:
     for case in cases.bundled().values():
-        expect = "" if case.expected == "pass" else f"  (expected to fail: {case.reason})"
+        failing = [d for d in cases.DTYPES if case.expected_for(d) == "fail"]
+        where = "" if len(failing) == len(cases.DTYPES) else f" in {'/'.join(failing)}"
+        expect = f"  (expected to fail{where}: {case.reason})" if failing else ""
         print(
             f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
             f"steps={case.steps} dtype={case.dtype}{expect}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
 import shutil
 import tempfile
 from importlib import metadata
@@ -28,9 +29,31 @@ def cache_root() -> Path:
     return Path(os.environ.get("PARITY_CACHE_DIR", default))
 
 
+_FIXTURE_IMPORT = re.compile(r"^\s*(?:from\s+fixtures(?:\.(\w+))?\s+import\s+([\w ,]+)|import\s+fixtures\.(\w+))", re.M)
+
+
+def sources(name: str) -> list[Path]:
+    """The builder's file and every fixtures/ module it imports, transitively (so an edit to one
+    family's builder does not rebuild every other family's fixture)."""
+    found: dict[str, Path] = {}
+    todo = [name]
+    while todo:
+        module = todo.pop()
+        path = FIXTURES_DIR / f"{module}.py"
+        if module in found or not path.is_file():
+            continue
+        found[module] = path
+        for submodule, names, plain in _FIXTURE_IMPORT.findall(path.read_text()):
+            if submodule or plain:
+                todo.append(submodule or plain)
+            else:  # `from fixtures import a, b as c`: each may be a module
+                todo += [n.split(" as ")[0].strip() for n in names.split(",")]
+    return sorted(found.values())
+
+
 def cache_key(name: str) -> str:
     digest = hashlib.sha256()
-    for source in sorted(FIXTURES_DIR.glob("*.py")):  # the builder and the helpers it imports
+    for source in sources(name):
         digest.update(source.name.encode() + source.read_bytes())
     for package in _KEY_PACKAGES:
         digest.update(f"{package}=={metadata.version(package)}".encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import traceback
 from importlib import metadata
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from parity import components, families, fixtures, frames, hints, progress, referee, stages
+from parity import components, device, families, fixtures, frames, hints, progress, referee, stages
 from parity.align import align
 from parity.capture import BlockCapture
 from parity.cases import Case
@@ -93,7 +94,7 @@ def _referee_target(checks: list[Check]) -> Check | None:
     if not causes:
         return None
     first = min(causes, key=Check.execution_key)
-    if first.step is None or first.block == stages.EMBEDDERS:
+    if first.step is None or stages.is_block_input(first.block):
         return None
     if first.block is not None or first.tensor in ("noise_pred_cond", "noise_pred"):
         return first
@@ -108,9 +109,9 @@ def run_referee(target: Check, checks: list[Check], case: Case, adapter: FamilyA
         return {"skipped": "under CFG the guided noise_pred is the CFG combine, not a DiT call"}
     step = target.step
     options = RunOptions(block_steps=frozenset({step}), replay_step=step)
-    reference = Trace("reference")
+    reference = Trace("reference", case.device)
     run("reference", reference, options, "referee_reference")
-    port = Trace("port")
+    port = Trace("port", case.device)
     run("port", port, RunOptions(block_steps=options.block_steps, replay_step=step, teacher=reference), "referee_port")
     keys = [Key(target.tensor, step, target.block), Key(target.tensor + referee.FP64, step, target.block)]
     found = [trace.get(key) for trace in (reference, port) for key in keys]
@@ -124,6 +125,30 @@ def run_referee(target: Check, checks: list[Check], case: Case, adapter: FamilyA
                 check.passed, check.status, check.role = True, "referee_equivalent", None
                 check.message += "; numerically equivalent by the fp64 referee"
     return judgement.as_dict()
+
+
+def _port_ops_both(kernel_checks: list[Check], native_checks: list[Check], error: str | None) -> dict[str, Any]:
+    """`--port-ops both`: where the port diverges on its kernels but not on its native ops, the
+    divergence is in a kernel, not in the port's logic."""
+    native = decide(native_checks)
+    kernels = decide(kernel_checks, error)
+    if kernels.verdict == "error":
+        conclusion = f"the port could not run on its kernels ({error}); its native ops: {native.verdict}"
+    elif kernels.verdict == "fail" and native.verdict == "pass":
+        conclusion = (
+            f"diverges on SGLang's kernels (first at {kernels.first_check.label()}) but not on its native "
+            "ops: the divergence is in a kernel, not in the port's logic"
+        )
+    elif native.verdict == "fail":
+        conclusion = "diverges on its native ops too: the port's logic (or its native ops) diverges"
+    else:
+        conclusion = "passes on both its kernels and its native ops"
+    return {
+        "kernels": kernels.verdict,
+        "native": native.verdict,
+        "native_first_divergence": native.first_divergence,
+        "conclusion": conclusion,
+    }
 
 
 def _save_frames(traces: dict[str, Trace], port: str, adapter: FamilyAdapter | None, out_dir: Path) -> list[str]:
@@ -141,7 +166,7 @@ def _policy(case: Case) -> Policy:
     pyproject, tool = tool_config()
     layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
     layers.append((f"case {case.name}", case.tolerance))
-    return Policy(case.dtype, layers)
+    return Policy(case.dtype, layers, device=case.device)
 
 
 MODES = ("full", "isolated", "both")
@@ -155,6 +180,21 @@ def run_case(
     mode: str = "full",
     referee_mode: str | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
+    """Run both sides, compare, and write the report (see `_run_case`), with the device numerics
+    that the run fixes for both sides alike (parity.device) in force."""
+    with device.numerics(case.device, case.dtype) as fixed:
+        return _run_case(case, out_dir, plugins, capture, mode, referee_mode, fixed)
+
+
+def _run_case(
+    case: Case,
+    out_dir: Path,
+    plugins: list[str] = (),
+    capture: BlockCapture | None = None,
+    mode: str = "full",
+    referee_mode: str | None = None,
+    fixed_numerics: dict[str, str] | None = None,
+) -> tuple[Verdict, dict[str, Any]]:
     """Run both sides, compare, and write the report. Never raises ParityError: an error becomes
     verdict `error` with whatever was already compared in the report.
 
@@ -165,7 +205,7 @@ def run_case(
     """
     capture = capture or BlockCapture()
     timings: dict[str, float] = {}
-    traces = {"reference": Trace("reference"), "port": Trace("port"), "isolated": Trace("port")}
+    traces = {side: Trace(side.replace("isolated", "port"), case.device) for side in ("reference", "port", "isolated")}
     infos: dict[str, RunInfo] = {}
     adapter: FamilyAdapter | None = None
     policy: Policy | None = None
@@ -173,6 +213,7 @@ def run_case(
     checks: dict[str, list[Check]] = {}
     noise: dict[str, dict] = {}  # the report's `noise` section, per port trace
     captured: set[int] = set()
+    gpu_peak_mib: dict[str, float] = {}
 
     def compare_traces(port: str) -> list[Check]:
         with progress.phase("compare", timings, f"comparing ({'isolated' if port == 'isolated' else 'full'})"):
@@ -188,7 +229,13 @@ def run_case(
             return sorted(found, key=Check.execution_key)
 
     def run(side: str, trace: Trace, options: RunOptions, phase: str) -> RunInfo:
-        return _run_side(side, model_dir, case, adapter, trace, options, out_dir, timings, phase)
+        cuda = case.device == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        info = _run_side(side, model_dir, case, adapter, trace, options, out_dir, timings, phase)
+        if cuda:  # peak GPU memory of this side's run, the records it keeps on the GPU included
+            gpu_peak_mib[phase] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return info
 
     try:
         if mode not in MODES:
@@ -201,6 +248,15 @@ def run_case(
         options = RunOptions(block_steps=capture.first_pass(case.steps))
         captured |= options.block_steps
         infos["reference"] = run("reference", traces["reference"], options, "reference")
+        if case.port_ops == "both":
+            # The port once on SGLang's own kernels (the main verdict) and once on its native ops.
+            traces["native"] = Trace("port", case.device)
+            native_case = dataclasses.replace(case, port_ops="native")
+            _run_side(
+                "port", model_dir, native_case, adapter, traces["native"], options, out_dir, timings, "port_native"
+            )
+            checks["native"] = compare_traces("native")
+            case = dataclasses.replace(case, port_ops="kernels")
         if mode != "isolated":
             infos["port"] = run("port", traces["port"], options, "port")
             checks["full"] = compare_traces("port")
@@ -211,7 +267,7 @@ def run_case(
                 progress.say(f"first failing step {min(rerun)} was not block-captured: running both sides again")
                 captured |= rerun
                 for side in ("reference", "port"):
-                    again = Trace(side)
+                    again = Trace(side, case.device)
                     run(side, again, RunOptions(block_steps=rerun), f"{side}_rerun")
                     traces[side].extend(r for r in again if r.key.block is not None)
                 checks["full"] = compare_traces("port")
@@ -264,14 +320,18 @@ def run_case(
         if isolated.verdict == "fail" and verdict.verdict == "pass":
             verdict = Verdict("fail", isolated.first_divergence, isolated.first_check, None, isolated.causes)
             context["causes"] = verdict.causes
+    if "native" in checks:
+        context["port_ops_both"] = _port_ops_both(main_checks, checks["native"], error)
     if "isolated" in checks:
         context["isolated"] = {
             "verdict": decide(checks["isolated"], isolated=True).verdict,
             "components": components.table(checks["isolated"], case.cfg_enabled),
             "checks": [c.row() for c in checks["isolated"]] if mode == "both" else "see checks",
         }
-    notes = [f"expected to fail: {case.reason}"] if case.expected == "fail" else []
+    notes = [f"expected to fail: {case.reason}"] if case.expected_for() == "fail" else []
     context["timings_s"] = timings
+    context["gpu_peak_mib"] = gpu_peak_mib or None
+    context["device_numerics"] = fixed_numerics or None
     context["notes"] = notes + [n for info in infos.values() for n in info.notes]
     progress.say(f"writing report to {out_dir}")
     doc = write(out_dir, verdict, main_checks, context)

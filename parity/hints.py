@@ -75,11 +75,11 @@ def _latents(cause: Check, checks: list[Check]) -> Hint:
 def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
     step = cause.step
     inputs_equal = _passed(checks, "dit_input", step) and _passed(checks, "dit_timestep", step)
-    if cause.block == stages.EMBEDDERS and inputs_equal:
+    if stages.is_block_input(cause.block) and inputs_equal:
         why = "the DiT's input embedding: x_embedder / context_embedder (patchify, projection, text projection)"
         return {"symptom": "the embedded DiT inputs differ with equal inputs", "likely_cause": why}
     if cause.block is not None and inputs_equal:
-        blocks = [c for c in checks if c.block not in (None, stages.EMBEDDERS) and c.step == step]
+        blocks = [c for c in checks if c.block is not None and not stages.is_block_input(c.block) and c.step == step]
         first_block = min(blocks, key=Check.execution_key)
         if cause.block == first_block.block:
             why = (

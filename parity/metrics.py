@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -39,15 +40,6 @@ def _nonfinite(t: torch.Tensor) -> int:
     return int((~torch.isfinite(t)).sum())
 
 
-def _same_nonfinite(ref: torch.Tensor, out: torch.Tensor) -> bool:
-    """True when NaNs and infinities sit at the same places with the same values on both sides."""
-    ref_bad, out_bad = ~torch.isfinite(ref), ~torch.isfinite(out)
-    if not torch.equal(ref_bad, out_bad):
-        return False
-    a, b = ref[ref_bad], out[out_bad]
-    return bool(((a == b) | (a.isnan() & b.isnan())).all())
-
-
 def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     """All metrics of `port` against `reference`, computed in float64.
 
@@ -62,27 +54,41 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
         port_shape=tuple(port.shape),
         reference_dtype=str(reference.dtype).removeprefix("torch."),
         port_dtype=str(port.dtype).removeprefix("torch."),
-        reference_nonfinite=_nonfinite(reference),
-        port_nonfinite=_nonfinite(port),
     )
     if not base.shape_match:
-        return base
-    ref = reference.detach().to("cpu", torch.float64).flatten()
-    out = port.detach().to("cpu", torch.float64).flatten()
-    finite = torch.isfinite(ref) & torch.isfinite(out)
-    ref, out = ref[finite], out[finite]
-    if ref.numel() == 0:
-        return base
+        return dataclasses.replace(base, reference_nonfinite=_nonfinite(reference), port_nonfinite=_nonfinite(port))
+    ref, out = (t.flatten() for t in _as_float64(reference, port))
+    # Non-finite elements are zeroed on both sides rather than indexed out: boolean indexing would
+    # synchronise with the device; here every scalar comes back in one transfer.
+    ref_finite, out_finite = torch.isfinite(ref), torch.isfinite(out)
+    finite = ref_finite & out_finite
+    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
+    ref, out = torch.where(finite, ref, zero), torch.where(finite, out, zero)
     diff = out - ref
-    ref_norm = float(torch.linalg.vector_norm(ref))
-    out_norm = float(torch.linalg.vector_norm(out))
-    err_norm = float(torch.linalg.vector_norm(diff))
+    count = finite.sum()
+    scalars = torch.stack(
+        [
+            count.to(torch.float64),
+            (~ref_finite).sum().to(torch.float64),
+            (~out_finite).sum().to(torch.float64),
+            torch.linalg.vector_norm(ref),
+            torch.linalg.vector_norm(out),
+            torch.linalg.vector_norm(diff),
+            torch.dot(ref, out),
+            diff.abs().max() if diff.numel() else zero,
+            diff.abs().sum() / count.clamp(min=1),
+        ]
+    ).tolist()
+    n, ref_bad, out_bad, ref_norm, out_norm, err_norm, dot, max_abs, mean_abs = scalars
+    base = dataclasses.replace(base, reference_nonfinite=int(ref_bad), port_nonfinite=int(out_bad))
+    if n == 0:
+        return base
     if ref_norm == 0.0 and out_norm == 0.0:
         cosine = 1.0
     elif ref_norm == 0.0 or out_norm == 0.0:
         cosine = 0.0
     else:
-        cosine = float(torch.dot(ref, out)) / (ref_norm * out_norm)
+        cosine = dot / (ref_norm * out_norm)
     if err_norm == 0.0:
         rel_l2, sqnr = 0.0, math.inf
     elif ref_norm == 0.0:
@@ -93,8 +99,8 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     return Metrics(
         **{
             **asdict(base),
-            "max_abs": float(diff.abs().max()),
-            "mean_abs": float(diff.abs().mean()),
+            "max_abs": max_abs,
+            "mean_abs": mean_abs,
             "rel_l2": rel_l2,
             "cosine": cosine,
             "sqnr_db": sqnr,
@@ -102,17 +108,24 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     )
 
 
+def _as_float64(reference: torch.Tensor, port: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both in float64 on the reference's device: a GPU run's records are compared where they are,
+    never all copied to the host."""
+    device = reference.device
+    return reference.detach().to(device, torch.float64), port.detach().to(device, torch.float64)
+
+
 def min_passing_atol(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> float:
     """The smallest atol with which |port - ref| <= atol + rtol * |ref| holds everywhere."""
-    ref = reference.detach().to("cpu", torch.float64)
-    out = port.detach().to("cpu", torch.float64)
+    ref, out = _as_float64(reference, port)
     if ref.numel() == 0:
         return 0.0
-    if not _same_nonfinite(ref, out):
-        return math.inf  # a NaN/Inf that the other side does not have: no atol passes
-    keep = torch.isfinite(ref)
-    ref, out = ref[keep], out[keep]
-    if ref.numel() == 0:
-        return 0.0
-    slack = (out - ref).abs() - rtol * ref.abs()
-    return max(0.0, float(slack.max()))
+    ref_bad, out_bad = ~torch.isfinite(ref), ~torch.isfinite(out)
+    # NaN/Inf at the same places with the same values on both sides, or no atol passes.
+    same_bad = ref_bad.eq(out_bad).all() & ((ref == out) | (ref.isnan() & out.isnan()) | ~ref_bad).all()
+    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
+    slack = torch.where(ref_bad, zero, (out - ref).abs() - rtol * ref.abs())
+    agrees, worst = torch.stack([same_bad.to(torch.float64), slack.max()]).tolist()
+    if not agrees:
+        return math.inf
+    return max(0.0, worst)

@@ -33,6 +33,14 @@ _STEP_PHASE = {
 }
 BLOCK_PHASE = 1
 EMBEDDERS = "embedders"  # pseudo block: the DiT's embedded inputs, as its first block receives them
+# Pseudo block "<list>:input": the input of the first block of a list that does not continue the
+# previous list (FamilyAdapter.block_lists_chained = False), as that block receives it.
+BLOCK_INPUT_SUFFIX = ":input"
+
+
+def is_block_input(block: str | None) -> bool:
+    """Whether a block name is a pseudo block holding inputs (`embedders`, `<list>:input`), not a block's output."""
+    return block is not None and (block == EMBEDDERS or block.endswith(BLOCK_INPUT_SUFFIX))
 
 
 def phase_in_step(tensor: str, block: str | None) -> int:

@@ -69,6 +69,9 @@ class Taps:
         cls = type(obj)
         original = cls.__call__
 
+        # functools.wraps keeps the signature visible (inspect follows __wrapped__): a library that
+        # inspects the callable's parameters (SGLang filters a processor's kwargs by them) sees the same.
+        @functools.wraps(original)
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = original(self, *args, **kwargs)
             return _replaced(result, on_call(args, kwargs, result))

@@ -47,11 +47,22 @@ class Record:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {stages.ORDER}")
 
 
+def stack_samples(value: Any) -> Any:
+    """A per-sample list of tensors (Z-Image's DiT takes and returns one tensor per sample, its
+    pipeline one embedding per prompt) as one batch: stacked on a new first axis. Anything else as is."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return torch.stack(list(value))
+    return value
+
+
 class Trace:
     """Records of one side ("reference" or "port"), in the order they were produced."""
 
-    def __init__(self, side: str) -> None:
+    def __init__(self, side: str, device: str = "cpu") -> None:
+        """`device`: where records are kept. A GPU run keeps its records on the GPU (a clone costs
+        no synchronisation and no host memory); they are compared there too."""
         self.side = side
+        self.device = device
         self._records: list[Record] = []
 
     def add(
@@ -65,10 +76,12 @@ class Trace:
         layout: str = "canonical",
         **meta: Any,
     ) -> Record:
-        """Record a detached CPU copy of `value` (a tensor, or anything torch.as_tensor takes)."""
+        """Record a detached copy of `value` (a tensor, or anything torch.as_tensor takes) on the
+        trace's device."""
+        value = stack_samples(value)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value)
-        record = Record(Key(tensor, step, block), stage, value.detach().to("cpu", copy=True), layout, meta)
+        record = Record(Key(tensor, step, block), stage, value.detach().to(self.device, copy=True), layout, meta)
         self._records.append(record)
         return record
 

@@ -60,3 +60,21 @@ def test_bad_override_is_a_clear_error(entry):
 def test_unknown_dtype_is_rejected():
     with pytest.raises(ParityError, match="float16"):
         Policy("float16")
+
+
+def test_gpu_runs_use_their_own_table_and_say_so():
+    from parity.tolerance import CUDA_DEFAULTS
+
+    for dtype, table in CUDA_DEFAULTS.items():
+        assert set(table) == set(KINDS), dtype
+        assert table["tokens"].exact and table["initial_noise"].exact
+    cpu, gpu = Policy("bfloat16"), Policy("bfloat16", device="cuda")
+    assert gpu.for_tensor(stages.DENOISING, "hidden_states").source == "default cuda bfloat16/block_output"
+    assert cpu.for_tensor(stages.DENOISING, "hidden_states").source == "default bfloat16/block_output"
+    # Calibrated apart: the GPU's bf16 block limit is its own measurement, not the CPU's.
+    assert gpu.for_tensor(stages.DENOISING, "hidden_states") != cpu.for_tensor(stages.DENOISING, "hidden_states")
+
+
+def test_unknown_device_is_a_setup_error():
+    with pytest.raises(ParityError, match="device"):
+        Policy("float32", device="tpu")

@@ -8,7 +8,14 @@ from pathlib import Path
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.families.flux import FLUX
+from parity.families.glm_image import GLM_IMAGE
+from parity.families.qwen_image import QWEN_IMAGE
+from parity.families.qwen_image_edit import QWEN_IMAGE_EDIT
+from parity.families.qwen_image_layered import QWEN_IMAGE_LAYERED
 from parity.families.sd3 import SD3
+from parity.families.wan import WAN
+from parity.families.wan_i2v import WAN_I2V
+from parity.families.zimage import ZIMAGE
 
 _ADAPTERS: dict[str, FamilyAdapter] = {}
 
@@ -55,3 +62,10 @@ def read_model_index(model_dir: Path) -> dict:
 
 register(FLUX)
 register(SD3)
+register(WAN)
+register(ZIMAGE)
+register(QWEN_IMAGE)
+register(WAN_I2V)
+register(QWEN_IMAGE_EDIT)
+register(GLM_IMAGE)
+register(QWEN_IMAGE_LAYERED)

@@ -3,6 +3,7 @@ the VAE decode; and, in isolated mode, the teacher that feeds the port the refer
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from parity.families.base import FamilyAdapter
 from parity.referee import FP64
 from parity.runners import RunOptions
 from parity.taps import Taps, argument, first_tensor
-from parity.trace import Key, Trace
+from parity.trace import Key, Trace, stack_samples
 
 EMBEDDERS = stages.EMBEDDERS
 
@@ -66,9 +67,27 @@ class Teacher:
         value = record.value
         if isinstance(like, torch.Tensor):
             if tuple(value.shape) != tuple(like.shape):
-                return None
+                if [n for n in value.shape if n != 1] != [n for n in like.shape if n != 1]:
+                    return None
+                value = value.reshape(like.shape)  # only singleton axes differ (a one-frame axis): same order
             value = value.to(device=like.device, dtype=like.dtype)
         return value
+
+
+def named_arguments(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A module call's leading positional arguments bound to the names of its `forward`, so a block
+    that its DiT calls positionally (Wan's blocks, in both libraries) is read and fed by name.
+    Arguments that cannot be named (positional-only, *args) stay positional."""
+    if not args:
+        return args, kwargs
+    names = [
+        p.name
+        for p in inspect.signature(module.forward).parameters.values()
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    if len(args) > len(names) or any(name in kwargs for name in names[: len(args)]):
+        return args, kwargs
+    return (), {**dict(zip(names, args, strict=False)), **kwargs}
 
 
 def replace_argument(args: tuple, kwargs: dict, index: int, name: str, value: Any) -> tuple[tuple, dict]:
@@ -89,17 +108,27 @@ def replace_first(result: Any, value: Any) -> Any:
 
 
 def tap_tokenizer(
-    taps: Taps, tokenizer: Any, index: int, trace: Trace, prompt: str, teacher: Teacher | None = None
+    taps: Taps,
+    tokenizer: Any,
+    index: int,
+    trace: Trace,
+    prompt: str,
+    teacher: Teacher | None = None,
+    adapter: FamilyAdapter | None = None,
 ) -> None:
     """Record `input_ids.<index>` / `attention_mask.<index>` of the first call per text; with a
     teacher, the encoder then receives the reference's ids and mask.
 
     Only the first call per text counts: Diffusers tokenizes a second time with padding="longest"
     just to warn about truncation, and that call does not feed the encoder. Any text other than
-    the prompt is the negative prompt (the case's, or a library default when the case sets none),
-    recorded as `negative_...`, so it can never overwrite the prompt's ids.
+    the prompt (or a text the adapter's `prompt_texts` derives from it) is the negative prompt (the
+    case's, or a library default when the case sets none), recorded as `negative_...`, so it can
+    never overwrite the prompt's ids. With the adapter's `unpadded_tokens`, only the tokens the
+    attention mask keeps are recorded.
     """
     seen: set[str] = set()
+    prompts = adapter.prompt_texts(prompt) if adapter is not None else {prompt}
+    unpadded = adapter is not None and adapter.unpadded_tokens
 
     def on_call(args: tuple, kwargs: dict, result: Any) -> Any:
         text = argument(args, kwargs, 0, "text")
@@ -107,7 +136,8 @@ def tap_tokenizer(
         if not isinstance(text, str) or text in seen:
             return None
         seen.add(text)
-        prefix = "" if text == prompt else "negative_"
+        prefix = "" if text in prompts else "negative_"
+        mask = result.get("attention_mask") if unpadded and hasattr(result, "get") else None
         for field in ("input_ids", "attention_mask"):
             value = result.get(field) if hasattr(result, "get") else None
             if value is None:
@@ -115,6 +145,8 @@ def tap_tokenizer(
             tensor = torch.as_tensor(value)
             # Batch-first on both sides, whether the library asked for tensors or lists.
             tensor = tensor.unsqueeze(0) if tensor.ndim == 1 else tensor
+            if mask is not None and tensor.shape[0] == 1:
+                tensor = tensor[:, torch.as_tensor(mask).reshape(-1).bool()]
             name = f"{prefix}{field}.{index}"
             trace.add(name, stages.TEXT_ENCODING, tensor)
             if teacher is not None and isinstance(value, torch.Tensor):
@@ -164,9 +196,20 @@ class DenoisingRecorder:
         port = side == "port"
         self.timestep_scale = adapter.port_timestep_scale if port else adapter.reference_timestep_scale
         self.guidance_scale = adapter.port_guidance_scale if port else adapter.reference_guidance_scale
-        # The reference may run both CFG branches as one call on a batch of two (uncond, cond):
-        # record the conditional half of inputs and blocks, and split the output.
-        self.batched = not port and self.cfg and adapter.reference_cfg_batch == "uncond_cond"
+        self.dit_guidance = adapter.dit_guidance
+        self.dit_arguments = adapter.port_dit_arguments if port else adapter.reference_dit_arguments
+        self.dit_positions: dict[str, int] = {}
+        self.timestep_offset = adapter.port_timestep_offset if port else adapter.reference_timestep_offset
+        self.output_scale = adapter.port_dit_output_scale if port else adapter.reference_dit_output_scale
+        # block output name -> the block forward's parameter that takes it in
+        self.block_inputs = dict(zip(self.block_outputs, adapter.block_inputs or self.block_outputs, strict=True))
+        self.chained = adapter.block_lists_chained
+        self.input_records: dict[int, str] = {}  # block position -> the record of its input (first of a list)
+        # The reference may run both CFG branches as one call on a batch of two (uncond, cond, or
+        # cond, uncond): record the conditional half of inputs and blocks, and split the output.
+        order = adapter.reference_cfg_batch if not port and self.cfg else None
+        self.batched = order in ("uncond_cond", "cond_uncond")
+        self.cond_index = 0 if order == "cond_uncond" else 1
         self.replay_step = options.replay_step
         self.replaying = False
         self.transformer: Any = None
@@ -175,10 +218,25 @@ class DenoisingRecorder:
         self.calls_this_step = 0
 
     def _cond(self, value: Any) -> Any:
-        return value[1:2] if self.batched and isinstance(value, torch.Tensor) and value.shape[0] == 2 else value
+        if self.batched and isinstance(value, torch.Tensor) and value.shape[0] == 2:
+            return value[self.cond_index : self.cond_index + 1]
+        return value
+
+    def _dit_argument(self, args: tuple, kwargs: dict, name: str) -> Any:
+        position = self.dit_positions.get(name)
+        return args[position] if position is not None and len(args) > position else kwargs.get(name)
+
+    def _replace_dit_argument(self, args: tuple, kwargs: dict, name: str, value: Any) -> tuple[tuple, dict]:
+        position = self.dit_positions.get(name)
+        if value is None:
+            return args, kwargs
+        if position is not None and len(args) > position:
+            return (*args[:position], value, *args[position + 1 :]), kwargs
+        return args, {**kwargs, name: value}
 
     def _add(self, name: str, value: Any, layout: str | None = None) -> None:
         layout = self.layout if layout is None else layout
+        value = stack_samples(value)
         value = self._cond(value) if name not in ("noise_pred_uncond", "latents", "noise_pred") else value
         self.trace.add(name, stages.DENOISING, value, step=self.step, layout=layout, **self.size)
 
@@ -188,33 +246,37 @@ class DenoisingRecorder:
     def on_dit_inputs(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if self.calls_this_step:
             return None  # the unconditional branch sees the same latents and timestep
-        latents = argument(args, kwargs, 0, "hidden_states")
+        latents_name, timestep_name, guidance_name = self.dit_arguments
+        latents = self._dit_argument(args, kwargs, latents_name)
         self._add("dit_input", latents)
-        args, kwargs = replace_argument(args, kwargs, 0, "hidden_states", self._reference("dit_input", latents))
-        for name, key, scale in (
-            ("dit_timestep", "timestep", self.timestep_scale),
-            ("dit_guidance", "guidance", self.guidance_scale),
-        ):
-            value = kwargs.get(key)
+        reference = self._reference("dit_input", latents)
+        args, kwargs = self._replace_dit_argument(args, kwargs, latents_name, reference)
+        # Each input in the scheduler's units: value * scale + offset.
+        conditioning = [("dit_timestep", timestep_name, self.timestep_scale, self.timestep_offset)]
+        if self.dit_guidance:
+            conditioning.append(("dit_guidance", guidance_name, self.guidance_scale, 0.0))
+        for name, key, scale, offset in conditioning:
+            value = self._dit_argument(args, kwargs, key)
             if isinstance(value, torch.Tensor):
-                self._add(name, value.double() * scale, layout="canonical")
+                self._add(name, value.double() * scale + offset, layout="canonical")
                 reference = self._reference(name, value.double())
                 if reference is not None:
-                    kwargs = {**kwargs, key: (reference / scale).to(value.dtype)}
+                    value = ((reference - offset) / scale).to(value.dtype)
+                    args, kwargs = self._replace_dit_argument(args, kwargs, key, value)
         return args, kwargs
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
         if self.step == self.replay_step and not self.calls_this_step:
             self.replaying = True  # the replay runs the blocks again: their hooks stay quiet
             try:
-                replayed = first_tensor(replay_fp64(self.transformer, args, kwargs))
+                replayed = stack_samples(first_tensor(replay_fp64(self.transformer, args, kwargs)))
             finally:
                 self.replaying = False
-            self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed)
+            self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed * self.output_scale)
         if self.batched:
-            prediction = first_tensor(output)
-            self._add("noise_pred_cond", prediction[1:2])
-            self._add("noise_pred_uncond", prediction[0:1])
+            prediction = stack_samples(first_tensor(output)) * self.output_scale
+            self._add("noise_pred_cond", prediction)  # _add keeps the conditional half
+            self._add("noise_pred_uncond", prediction[1 - self.cond_index : 2 - self.cond_index])
             self.calls_this_step += 1
             return None
         if self.cfg:
@@ -226,9 +288,10 @@ class DenoisingRecorder:
         self.calls_this_step += 1
         if name is None:
             return None
-        prediction = first_tensor(output)
-        self._add(name, prediction)
-        return replace_first(output, self._reference(name, prediction))
+        prediction = stack_samples(first_tensor(output))
+        self._add(name, prediction * self.output_scale)
+        reference = self._reference(name, prediction)
+        return replace_first(output, None if reference is None else reference / self.output_scale)
 
     def before_scheduler_step(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         prediction = argument(args, kwargs, 0, "model_output")
@@ -254,9 +317,15 @@ class DenoisingRecorder:
             if isinstance(value, torch.Tensor):
                 self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
 
-    def embedders_hook(self, args: tuple, kwargs: dict) -> None:
-        if self._captures():
-            self._record_block(EMBEDDERS, {name: kwargs.get(name) for name in self.block_outputs})
+    def embedders_hook(self, module: Any, record: str = EMBEDDERS):
+        """Record the inputs of a list's first block as block `record` (`embedders` for the first list)."""
+
+        def on_first_block_inputs(args: tuple, kwargs: dict) -> None:
+            if self._captures():
+                kwargs = named_arguments(module, args, kwargs)[1]
+                self._record_block(record, {out: kwargs.get(arg) for out, arg in self.block_inputs.items()})
+
+        return on_first_block_inputs
 
     def block_hook(self, block: str, module: Any):
         position = len(self.block_order)
@@ -266,6 +335,7 @@ class DenoisingRecorder:
             if not self._captures():
                 return
             if self.teacher is not None:
+                args, kwargs = named_arguments(module, args, kwargs)
                 kwargs = self._reference_block_inputs(position, args, kwargs)
                 with torch.no_grad():
                     output = module.forward(*args, **kwargs)
@@ -288,8 +358,8 @@ class DenoisingRecorder:
         """The block's kwargs with the reference's input for this block (the previous reference
         block's output, or the reference's embedded inputs for the first block). The block is then
         run again on them beside the normal flow, which is left alone."""
-        source = EMBEDDERS if position == 0 else self.block_order[position - 1]
-        inputs = {name: self._reference(name, kwargs.get(name), block=source) for name in self.block_outputs}
+        source = self.input_records.get(position) or self.block_order[position - 1]
+        inputs = {arg: self._reference(out, kwargs.get(arg), block=source) for out, arg in self.block_inputs.items()}
         if args or any(v is None for v in inputs.values()):
             raise ParityError(
                 f"isolated mode cannot feed block {self.block_order[position]} the reference's input "
@@ -304,6 +374,11 @@ class DenoisingRecorder:
         taps.forward_pre_hook(transformer, self.on_dit_inputs)
         taps.forward_hook(transformer, self.on_dit)
         first = True
+        self.dit_positions = {
+            p.name: i
+            for i, p in enumerate(inspect.signature(transformer.forward).parameters.values())
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        }
         for path in adapter.block_lists:
             where = adapter.block_list_path(side, path)
             try:
@@ -314,8 +389,10 @@ class DenoisingRecorder:
                     f"declare the port's path in the {adapter.name!r} adapter (port_block_lists)"
                 ) from None
             for index, block in enumerate(blocks):
-                if first:
-                    taps.forward_pre_hook(block, self.embedders_hook)
+                if index == 0 and (first or not self.chained):
+                    record = EMBEDDERS if first else f"{path}{stages.BLOCK_INPUT_SUFFIX}"
+                    self.input_records[len(self.block_order)] = record
+                    taps.forward_pre_hook(block, self.embedders_hook(block, record))
                     first = False
                 name = adapter.block_name(side, path, index)
                 if name is not None:

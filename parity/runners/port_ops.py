@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from parity.errors import ParityError
+
 MODES = ("kernels", "native")
 _FALLBACK_MODULE = "sglang.kernels.ops.diffusion.common.fallback_torch"
 _NATIVE_SUFFIX = "_native"
@@ -24,8 +26,29 @@ _KERNELS_PACKAGE = "sglang.kernels.ops.diffusion."
 
 
 def default_mode(device: str) -> str:
-    """What runs on this machine: SGLang's CPU kernels need sgl_kernel, which needs libcuda."""
-    return "kernels" if device == "cuda" else "native"
+    """What runs on this machine: SGLang's CPU kernels need sgl_kernel, which needs libcuda; on a
+    GPU its kernels need the real sgl_kernel, not a stand-in (the device kit carries a stub)."""
+    return "kernels" if device == "cuda" and kernels_available() else "native"
+
+
+def kernels_available() -> bool:
+    try:
+        import sgl_kernel
+    except Exception:  # sgl_kernel raises OSError, ImportError, ... where it cannot load
+        return False
+    return getattr(sgl_kernel, "__version__", "0.0.0") != "0.0.0"  # the device kit's stub says 0.0.0
+
+
+def check_mode_runs(mode: str) -> None:
+    """A kernels-mode run on a machine whose sgl_kernel is a stub would feed placeholders into the
+    math: refuse it (exit 2) rather than report numbers from a path that never ran."""
+    import torch
+
+    if mode == "kernels" and torch.cuda.is_available() and not kernels_available():
+        raise ParityError(
+            "--port-ops kernels: sgl_kernel is missing or a stub on this machine, so SGLang's fused "
+            "CUDA kernels cannot run; use --port-ops native"
+        )
 
 
 @contextmanager
@@ -46,9 +69,44 @@ def native_custom_ops(enabled: bool = True) -> Iterator[None]:
 
     CustomOp.dispatch_forward = dispatch_native
     try:
-        yield
+        with _native_fused_ops():
+            yield
     finally:
         CustomOp.dispatch_forward = platform_dispatch
+
+
+# SGLang's LLM layers (sglang.srt, used by its Qwen2.5-VL text encoder) decide at construction, from
+# module-level platform flags, which fused kernel an op will call. RotaryEmbedding on a host that is
+# neither CUDA nor SGLang's CPU engine (SGLANG_USE_CPU_ENGINE unset) binds `vllm._custom_ops`, which
+# is not installed: its construction fails and SGLang silently loads transformers' encoder instead.
+# In native mode these modules see the platform as CPU (no kernel is bound; the op runs its
+# forward_native, forced below), for ops built within the block.
+_CPU_PLATFORM_FLAGS = (("sglang.srt.layers.rotary_embedding.base", "_is_cpu"),)
+
+
+@contextmanager
+def _native_fused_ops() -> Iterator[None]:
+    """SGLang's unified ops (sglang.kernels BaseFusedOp: the srt RMSNorm, RotaryEmbedding, ...) run
+    their `forward_native` (SGLang's global forced backend, TORCH = forward_native; an op without
+    one keeps its normal dispatch), and the flags in `_CPU_PLATFORM_FLAGS` read CPU; restored on exit."""
+    import importlib
+
+    from sglang.kernels import fused_op
+    from sglang.kernels.spec import KernelBackend
+
+    saved_flags = []
+    for module_name, flag in _CPU_PLATFORM_FLAGS:
+        module = importlib.import_module(module_name)
+        saved_flags.append((module, flag, getattr(module, flag)))
+        setattr(module, flag, True)
+    forced = fused_op.get_fused_op_backend()
+    fused_op.set_fused_op_backend(KernelBackend.TORCH)
+    try:
+        yield
+    finally:
+        fused_op.set_fused_op_backend(forced)
+        for module, flag, value in saved_flags:
+            setattr(module, flag, value)
 
 
 def describe_custom_ops(modules: Iterable[Any]) -> list[str]:
@@ -66,11 +124,42 @@ def describe_custom_ops(modules: Iterable[Any]) -> list[str]:
                 now = getattr(op._forward_method, "__name__", "?")
                 platform = getattr(CustomOp.dispatch_forward(op), "__name__", "?")
                 routed[(type(op).__name__, platform, now)] += 1
-    return [
+    lines = [
         f"{name} x{n}: {platform} -> {now}" if platform != now else f"{name} x{n}: {now} (no forward_native, kept)"
         for (name, platform, now), n in sorted(routed.items())
         if platform != now or now != "forward_native"
     ]
+    return lines + _describe_fused_ops(modules)
+
+
+def _describe_fused_ops(modules: Iterable[Any]) -> list[str]:
+    """One line per sglang.kernels BaseFusedOp class inside `modules` (forced onto forward_native),
+    and one per platform flag of `_CPU_PLATFORM_FLAGS` that an op built here was constructed under."""
+    from sglang.kernels.fused_op import BaseFusedOp
+
+    found: Counter[tuple[str, str, bool]] = Counter()
+    for root in modules:
+        if not hasattr(root, "modules"):
+            continue
+        for op in root.modules():
+            if isinstance(op, BaseFusedOp):
+                native = "forward_native" in type(op).__dict__ or any(
+                    "forward_native" in vars(base) for base in type(op).__mro__[1:] if base is not BaseFusedOp
+                )
+                found[(type(op).__name__, type(op).__module__, native)] += 1
+    lines = [
+        f"{name} x{n} (sglang.kernels op): -> forward_native (forced backend)"
+        if native
+        else f"{name} x{n} (sglang.kernels op): no forward_native, normal dispatch kept"
+        for (name, _, native), n in sorted(found.items())
+    ]
+    packages = {module.rsplit(".", 1)[0] for _, module, _ in found}
+    for module_name, flag in _CPU_PLATFORM_FLAGS:
+        if module_name.rsplit(".", 1)[0] in packages:
+            lines.append(
+                f"{module_name}.{flag} = True at construction (platform seen as CPU: no vllm/sgl_kernel op bound)"
+            )
+    return lines
 
 
 @contextmanager

@@ -8,14 +8,17 @@ but the family's native pipeline, then builds with backend="sglang" so no fallba
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from parity import stages
+from parity import images, stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
@@ -27,7 +30,7 @@ from parity.trace import Trace
 PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
 # Components that must be SGLang's own implementations, not transformers'/diffusers' classes
 # that SGLang loads when its native one fails to build (a second silent-fallback trap).
-NATIVE_COMPONENT_PREFIXES = ("transformer", "vae", "text_encoder")
+NATIVE_COMPONENT_PREFIXES = ("transformer", "vae", "text_encoder", "image_encoder")
 
 _distributed_ready = False
 
@@ -64,6 +67,27 @@ def _init_distributed() -> None:
     _distributed_ready = True
 
 
+def port_model_path(model_dir: Path, adapter: FamilyAdapter) -> Path:
+    """The path SGLang is given for the model directory: the directory itself, or, for a family that
+    SGLang registers only by a name detector on the path (no hub id, so no model_id selects it:
+    GLM-Image's `"glm-image" in path`), a symlink named `adapter.sglang_model_path_alias` to it, made
+    once per directory under the temporary directory. This works around SGLang's registry; the
+    resolution is still checked to be the native pipeline (check_native_resolution)."""
+    alias = adapter.sglang_model_path_alias
+    if alias is None:
+        return model_dir
+    target = Path(model_dir).resolve()
+    digest = hashlib.sha256(str(target).encode()).hexdigest()[:16]
+    link = Path(tempfile.gettempdir()) / "parity-sglang-paths" / digest / alias
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not (link.is_symlink() and link.resolve() == target):
+        tmp = link.with_name(f".{alias}-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)
+    return link
+
+
 def check_native_resolution(model_dir: Path, adapter: FamilyAdapter) -> Any:
     """What SGLang would run for this directory; ParityError unless it is the native port."""
     from sglang.multimodal_gen.registry import get_model_info
@@ -97,6 +121,8 @@ def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any,
         vae_precision=precision,
         vae_decode_precision=precision,
         text_encoder_precisions=(precision,) * encoders,
+        # An image encoder (Wan I2V's CLIP) too: SGLang's default is fp32, Diffusers loads it at torch_dtype.
+        image_encoder_precision=precision,
         # One request per process here, but never compare embeddings from an earlier request.
         disable_conditioning_cache=True,
         # Native ops mean SGLang's reference attention too (torch SDPA), not a fused backend.
@@ -122,22 +148,62 @@ def _check_built(pipe: Any, adapter: FamilyAdapter) -> dict[str, str]:
     return components
 
 
-def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
-    from sglang.multimodal_gen.configs.sample.sampling_params import SamplingParams
-    from sglang.multimodal_gen.runtime.entrypoints.utils import prepare_request
+@dataclass
+class Loaded:
+    """A built native pipeline and what it was built with."""
+
+    pipe: Any
+    server_args: Any
+    ops_mode: str
+    components: dict[str, str]
+    model_path: Path | None = None  # what SGLang was given for the model directory (port_model_path)
+
+
+_LOADED: dict[tuple, Loaded] = {}
+
+
+def ops_mode_for(case: Case) -> str:
+    if case.port_ops == "both":  # the harness runs the port once per mode
+        raise ParityError("the SGLang runner runs one op mode at a time: kernels or native")
+    return case.port_ops if case.port_ops != "auto" else port_ops.default_mode(case.device)
+
+
+def load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Loaded:
+    """The native pipeline for this directory, dtype, device and op mode; built once per process
+    and reused by reruns, the isolated run, the referee and benchmarks."""
+    ops_mode = ops_mode_for(case)
+    key = (str(model_dir), case.dtype, case.device, ops_mode)
+    if key not in _LOADED:
+        _LOADED[key] = _load(model_dir, case, adapter, ops_mode)
+    loaded = _LOADED[key]
+    from sglang.multimodal_gen.runtime.server_args import set_global_server_args
+
+    set_global_server_args(loaded.server_args)  # the last built pipeline's args are global in SGLang
+    return loaded
+
+
+def _load(model_dir: Path, case: Case, adapter: FamilyAdapter, ops_mode: str) -> Loaded:
     from sglang.multimodal_gen.runtime.pipelines_core import build_pipeline
 
+    port_ops.check_mode_runs(ops_mode)
+    model_dir = port_model_path(model_dir, adapter)
     info = check_native_resolution(model_dir, adapter)
-    ops_mode = case.port_ops if case.port_ops != "auto" else port_ops.default_mode(case.device)
     server_args = _server_args(model_dir, case, adapter, info, ops_mode)
     _init_distributed()
-    native = ops_mode == "native"
-    with port_ops.native_custom_ops(native):
+    with port_ops.native_custom_ops(ops_mode == "native"):
         try:
             pipe = build_pipeline(server_args)
         except Exception as exc:
             raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
-    run_info = RunInfo(pipeline=qualified_name(pipe), components=_check_built(pipe, adapter))
+    return Loaded(pipe, server_args, ops_mode, _check_built(pipe, adapter), model_dir)
+
+
+def request(loaded: Loaded, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+    """A fresh Req for the case, with every input set explicitly (SGLang's per-model defaults,
+    e.g. a default negative prompt, must not differ silently from the reference's)."""
+    from sglang.multimodal_gen.configs.sample.sampling_params import SamplingParams
+    from sglang.multimodal_gen.runtime.entrypoints.utils import prepare_request
+
     inputs = {
         "prompt": case.prompt,
         "negative_prompt": case.negative_prompt,
@@ -146,11 +212,46 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
         "num_inference_steps": case.steps,
         "guidance_scale": case.guidance_scale,
         "seed": case.seed,
+        # The initial noise from a CPU generator, as the reference draws it, on any device.
+        "generator_device": "cpu",
     }
+    if case.num_frames is not None:  # video pipelines only (or Qwen-Image-Layered's layers)
+        inputs[adapter.port_num_frames_argument] = case.num_frames
     if case.true_cfg_scale is not None:  # the CFG scale may replace guidance_scale (SD3)
         inputs[adapter.port_cfg_scale_argument] = case.true_cfg_scale
-    params = SamplingParams.from_user_sampling_params_args(str(model_dir), server_args, **inputs)
-    req = prepare_request(server_args, params)
+    if case.input_image is not None:  # the same pixels as the reference's, as a file
+        path = images.as_file(case.input_image, case.input_image_size, adapter.input_image_mode)
+        inputs[adapter.port_image_argument] = str(path)
+    inputs.update(adapter.call_inputs)  # inputs whose defaults differ between the libraries
+    params = SamplingParams.from_user_sampling_params_args(
+        str(loaded.model_path or model_dir), loaded.server_args, **inputs
+    )
+    return prepare_request(loaded.server_args, params)
+
+
+def forward(loaded: Loaded, req: Any) -> Any:
+    native = loaded.ops_mode == "native"
+    with torch.no_grad(), port_ops.native_custom_ops(native), port_ops.native_kernel_functions(native) as kernels:
+        output = loaded.pipe.forward(req, loaded.server_args)
+    return output, kernels
+
+
+def bare(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+    """One request through the built pipeline with no taps (the benchmark's "SGLang alone")."""
+    loaded = load(model_dir, case, adapter)
+    return forward(loaded, request(loaded, model_dir, case, adapter))[0]
+
+
+def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
+    loaded = load(model_dir, case, adapter)
+    pipe, server_args = loaded.pipe, loaded.server_args
+    run_info = RunInfo(pipeline=qualified_name(pipe), components=dict(loaded.components))
+    if adapter.sglang_model_path_alias is not None:
+        run_info.notes.append(
+            f"SGLang was given {loaded.model_path}, a symlink named {adapter.sglang_model_path_alias!r} to the "
+            f"model directory: SGLang registers {adapter.sglang_pipeline} only by a detector on the path"
+        )
+    req = request(loaded, model_dir, case, adapter)
 
     size = {"height": case.height, "width": case.width}
     layout = adapter.latent_layout
@@ -190,6 +291,16 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
             recorded.add("latents")
             trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
             batch.latents = reference_for("latents", batch.latents)
+        # Further tensor fields, e.g. a condition image's latents, GLM-Image's AR prior tokens.
+        for fields, stage in (
+            (adapter.port_text_fields, stages.TEXT_ENCODING),
+            (adapter.port_latent_fields, stages.LATENT_PREPARATION),
+        ):
+            for field, name in fields:
+                if name not in recorded and getattr(batch, field, None) is not None:
+                    recorded.add(name)
+                    trace.add(name, stage, getattr(batch, field))
+                    setattr(batch, field, reference_for(name, getattr(batch, field)))
         if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
             recorded.add("timesteps")
             # The schedule actually used lives on the request's scheduler (batch.sigmas is
@@ -207,18 +318,24 @@ def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, optio
 
     with Taps() as taps:
         for stage in pipe.stages:
-            for index, tokenizer in enumerate(getattr(stage, "tokenizers", None) or []):
-                tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher)
+            if adapter.port_tokenizers:  # tokenizer i is the stage attribute the adapter names i-th
+                tokenizers = [getattr(stage, name, None) for name in adapter.port_tokenizers]
+            else:
+                tokenizers = getattr(stage, "tokenizers", None) or []
+            for index, tokenizer in enumerate(tokenizers):
+                if tokenizer is not None:
+                    tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
             taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
         loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
         tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
-        with torch.no_grad(), port_ops.native_custom_ops(native), port_ops.native_kernel_functions(native) as kernels:
-            output = pipe.forward(req, server_args)
+        output, kernels = forward(loaded, req)
     run_info.port_ops = {
-        "mode": ops_mode,
+        "mode": loaded.ops_mode,
         "requested": case.port_ops,
         "attention_backend": server_args.attention_backend,
-        "rerouted": port_ops.describe_custom_ops(pipe.modules.values()) + kernels,
+        "rerouted": port_ops.describe_custom_ops(pipe.modules.values()) + kernels
+        if loaded.ops_mode == "native"
+        else [],
     }
     frames = getattr(output, "output", None)
     if frames is None:
