@@ -61,22 +61,22 @@ class Check:
         return row
 
 
-def _judge(ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float) -> tuple[bool, str, float, str]:
-    """(passed, status, min_atol, message) for one pair of tensors of equal shape."""
+def _judge(
+    ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float, min_atol: float
+) -> tuple[bool, str, float, str]:
+    """(passed, status, min_atol, message) for one pair of tensors of equal shape; `min_atol` is the
+    smallest atol that passes at the tolerance's rtol (0 for exact kinds)."""
     if tol.exact:
         same = ref.dtype == port.dtype and torch.equal(ref, port)
         if same:
             return True, "ok", 0.0, ""
-        if ref.is_floating_point() or port.is_floating_point():
-            min_atol = metrics.min_passing_atol(ref, port, 0.0)
-        else:
+        if not (ref.is_floating_point() or port.is_floating_point()):
             min_atol = float((ref.long() - port.long()).abs().max()) if ref.numel() else 0.0
         differing = int((ref.to(torch.float64) != port.to(torch.float64)).sum())
         detail = f"{differing} of {ref.numel()} elements differ"
         if ref.dtype != port.dtype:
             detail += f"; dtype {ref.dtype} vs {port.dtype}"
         return False, "mismatch", min_atol, f"expected exact equality: {detail}"
-    min_atol = metrics.min_passing_atol(ref, port, tol.rtol)
     if math.isinf(min_atol):
         return False, "nonfinite", min_atol, "NaN/Inf where the reference has none (or vice versa)"
     problems = []
@@ -89,7 +89,10 @@ def _judge(ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float)
     return True, "ok", min_atol, ""
 
 
-def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
+def compare_pair(
+    pair: Pair, policy: Policy, order: int = 0, measured: tuple[metrics.Metrics, float] | None = None
+) -> Check:
+    """One check; `measured` = (metrics, min passing atol) when `compare` computed them in a batch."""
     key = pair.key
     tol = policy.for_tensor(pair.stage, key.tensor)
     base = dict(stage=pair.stage, tensor=key.tensor, step=key.step, block=key.block, order=order)
@@ -99,12 +102,12 @@ def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
         msg = f"the {side} produced no {key.label()}"
         return Check(passed=False, status=status, tolerance=tol, metrics=None, message=msg, **base)
     ref, port = pair.reference, pair.port
-    m = metrics.compute(ref, port)
+    m, min_atol = measured or metrics.compute_batch([(ref, port, 0.0 if tol.exact else tol.rtol)])[0]
     if not m.shape_match:
         msg = f"shape {list(port.shape)} vs reference {list(ref.shape)}"
         found = evidence.gather(ref, port)
         return Check(passed=False, status="shape", tolerance=tol, metrics=m, message=msg, evidence=found, **base)
-    passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2)
+    passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2, min_atol)
     found = {} if passed else evidence.gather(ref, port)
     return Check(
         passed=passed, status=status, tolerance=tol, metrics=m, min_atol=min_atol, message=msg, evidence=found, **base
@@ -112,4 +115,12 @@ def compare_pair(pair: Pair, policy: Policy, order: int = 0) -> Check:
 
 
 def compare(pairs: list[Pair], policy: Policy) -> list[Check]:
-    return [compare_pair(pair, policy, order) for order, pair in enumerate(pairs)]
+    """Every pair's check; the metrics of all pairs with both sides are computed in one batch."""
+    both = [order for order, pair in enumerate(pairs) if pair.reference is not None and pair.port is not None]
+    items = []
+    for order in both:
+        pair = pairs[order]
+        tol = policy.for_tensor(pair.stage, pair.key.tensor)
+        items.append((pair.reference, pair.port, 0.0 if tol.exact else tol.rtol))
+    measured = dict(zip(both, metrics.compute_batch(items), strict=True))
+    return [compare_pair(pair, policy, order, measured.get(order)) for order, pair in enumerate(pairs)]

@@ -47,7 +47,41 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     (inf when equal); cosine of the flattened tensors (1.0 when both are zero).
     Non-finite elements are counted and excluded from the distances.
     """
-    base = Metrics(
+    return compute_batch([(reference, port, 0.0)])[0][0]
+
+
+def min_passing_atol(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> float:
+    """The smallest atol with which |port - ref| <= atol + rtol * |ref| holds everywhere (inf when
+    NaN/Inf do not sit at the same places with the same values on both sides)."""
+    return compute_batch([(reference, port, rtol)])[0][1]
+
+
+def compute_batch(items: list[tuple[torch.Tensor, torch.Tensor, float]]) -> list[tuple[Metrics, float]]:
+    """(metrics, min passing atol at rtol) for each (reference, port, rtol). Every scalar of every
+    pair is computed on the tensors' device and comes back in one transfer per device: a GPU run's
+    few hundred checks cost one synchronisation, not a few hundred."""
+    results: list[tuple[Metrics, float] | None] = [None] * len(items)
+    pending: dict[torch.device, list[tuple[int, Metrics, torch.Tensor]]] = {}
+    for i, (reference, port, rtol) in enumerate(items):
+        base = _base(reference, port)
+        if not base.shape_match:
+            counts = dataclasses.replace(
+                base, reference_nonfinite=_nonfinite(reference), port_nonfinite=_nonfinite(port)
+            )
+            results[i] = (counts, math.nan)
+        elif reference.numel() == 0:
+            results[i] = (base, 0.0)
+        else:
+            pending.setdefault(reference.device, []).append((i, base, _scalars(reference, port, rtol)))
+    for rows in pending.values():
+        values = torch.stack([scalars for _, _, scalars in rows]).tolist()
+        for (i, base, _), row in zip(rows, values, strict=True):
+            results[i] = _finish(base, row)
+    return results  # type: ignore[return-value]
+
+
+def _base(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
+    return Metrics(
         shape_match=tuple(reference.shape) == tuple(port.shape),
         dtype_match=reference.dtype == port.dtype,
         reference_shape=tuple(reference.shape),
@@ -55,18 +89,23 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
         reference_dtype=str(reference.dtype).removeprefix("torch."),
         port_dtype=str(port.dtype).removeprefix("torch."),
     )
-    if not base.shape_match:
-        return dataclasses.replace(base, reference_nonfinite=_nonfinite(reference), port_nonfinite=_nonfinite(port))
+
+
+def _scalars(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> torch.Tensor:
+    """The pair's scalars as one float64 tensor on its device, with no host synchronisation.
+    Non-finite elements are zeroed on both sides rather than indexed out (boolean indexing would
+    synchronise)."""
     ref, out = (t.flatten() for t in _as_float64(reference, port))
-    # Non-finite elements are zeroed on both sides rather than indexed out: boolean indexing would
-    # synchronise with the device; here every scalar comes back in one transfer.
     ref_finite, out_finite = torch.isfinite(ref), torch.isfinite(out)
     finite = ref_finite & out_finite
     zero = torch.zeros((), dtype=torch.float64, device=ref.device)
+    # NaN/Inf at the same places with the same values on both sides, or no atol passes.
+    same_nonfinite = ref_finite.eq(out_finite).all() & ((ref == out) | (ref.isnan() & out.isnan()) | ref_finite).all()
+    slack = torch.where(ref_finite, (out - ref).abs() - rtol * ref.abs(), zero)
     ref, out = torch.where(finite, ref, zero), torch.where(finite, out, zero)
     diff = out - ref
     count = finite.sum()
-    scalars = torch.stack(
+    return torch.stack(
         [
             count.to(torch.float64),
             (~ref_finite).sum().to(torch.float64),
@@ -75,14 +114,20 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
             torch.linalg.vector_norm(out),
             torch.linalg.vector_norm(diff),
             torch.dot(ref, out),
-            diff.abs().max() if diff.numel() else zero,
+            diff.abs().max(),
             diff.abs().sum() / count.clamp(min=1),
+            same_nonfinite.to(torch.float64),
+            slack.max(),
         ]
-    ).tolist()
-    n, ref_bad, out_bad, ref_norm, out_norm, err_norm, dot, max_abs, mean_abs = scalars
+    )
+
+
+def _finish(base: Metrics, row: list[float]) -> tuple[Metrics, float]:
+    n, ref_bad, out_bad, ref_norm, out_norm, err_norm, dot, max_abs, mean_abs, agrees, worst = row
     base = dataclasses.replace(base, reference_nonfinite=int(ref_bad), port_nonfinite=int(out_bad))
+    min_atol = max(0.0, worst) if agrees else math.inf
     if n == 0:
-        return base
+        return base, min_atol
     if ref_norm == 0.0 and out_norm == 0.0:
         cosine = 1.0
     elif ref_norm == 0.0 or out_norm == 0.0:
@@ -96,16 +141,8 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     else:
         rel_l2 = err_norm / ref_norm
         sqnr = 20.0 * math.log10(ref_norm / err_norm)
-    return Metrics(
-        **{
-            **asdict(base),
-            "max_abs": max_abs,
-            "mean_abs": mean_abs,
-            "rel_l2": rel_l2,
-            "cosine": cosine,
-            "sqnr_db": sqnr,
-        }
-    )
+    extra = {"max_abs": max_abs, "mean_abs": mean_abs, "rel_l2": rel_l2, "cosine": cosine, "sqnr_db": sqnr}
+    return Metrics(**{**asdict(base), **extra}), min_atol
 
 
 def _as_float64(reference: torch.Tensor, port: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,19 +150,3 @@ def _as_float64(reference: torch.Tensor, port: torch.Tensor) -> tuple[torch.Tens
     never all copied to the host."""
     device = reference.device
     return reference.detach().to(device, torch.float64), port.detach().to(device, torch.float64)
-
-
-def min_passing_atol(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> float:
-    """The smallest atol with which |port - ref| <= atol + rtol * |ref| holds everywhere."""
-    ref, out = _as_float64(reference, port)
-    if ref.numel() == 0:
-        return 0.0
-    ref_bad, out_bad = ~torch.isfinite(ref), ~torch.isfinite(out)
-    # NaN/Inf at the same places with the same values on both sides, or no atol passes.
-    same_bad = ref_bad.eq(out_bad).all() & ((ref == out) | (ref.isnan() & out.isnan()) | ~ref_bad).all()
-    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
-    slack = torch.where(ref_bad, zero, (out - ref).abs() - rtol * ref.abs())
-    agrees, worst = torch.stack([same_bad.to(torch.float64), slack.max()]).tolist()
-    if not agrees:
-        return math.inf
-    return max(0.0, worst)

@@ -162,6 +162,44 @@ def _describe_fused_ops(modules: Iterable[Any]) -> list[str]:
     return lines
 
 
+class _KernelBindings:
+    """(module, attribute, native twin) for every loaded `sglang` module attribute bound to a fused
+    kernel that has a `<name>_native` twin in `fallback_torch`. A full scan of sys.modules costs
+    about 50 ms, so only modules imported since the last call are scanned."""
+
+    def __init__(self) -> None:
+        self.scanned: set[str] = set()
+        self.kernels: dict[int, tuple[str, Any]] = {}  # id(kernel) -> (name, twin)
+        self.found: list[tuple[Any, str, Any]] = []
+
+    def __call__(self, fallback: Any) -> list[tuple[Any, str, Any]]:
+        if not self.kernels:
+            twins = {
+                name[: -len(_NATIVE_SUFFIX)]: getattr(fallback, name)
+                for name in dir(fallback)
+                if name.endswith(_NATIVE_SUFFIX) and callable(getattr(fallback, name))
+            }
+            # The kernels themselves, as their own modules export them: only attributes bound to one
+            # of these objects are swapped, never an unrelated function that happens to share a name.
+            for module_name, module in list(sys.modules.items()):
+                if module is not None and module_name.startswith(_KERNELS_PACKAGE) and module_name != _FALLBACK_MODULE:
+                    for kernel, twin in twins.items():
+                        if callable(module.__dict__.get(kernel)):
+                            self.kernels[id(module.__dict__[kernel])] = (kernel, twin)
+        for module_name, module in list(sys.modules.items()):
+            if module_name in self.scanned or module is None or not module_name.startswith("sglang."):
+                continue
+            self.scanned.add(module_name)
+            for attribute, current in list(module.__dict__.items()):
+                kernel = self.kernels.get(id(current))
+                if kernel is not None and attribute == kernel[0]:
+                    self.found.append((module, attribute, kernel[1]))
+        return self.found
+
+
+_kernel_bindings = _KernelBindings()
+
+
 @contextmanager
 def native_kernel_functions(enabled: bool = True) -> Iterator[list[str]]:
     """When enabled, within the block every loaded `sglang` module attribute that names a fused kernel with a
@@ -171,29 +209,13 @@ def native_kernel_functions(enabled: bool = True) -> Iterator[list[str]]:
     if not enabled:
         yield []
         return
-    fallback = importlib.import_module(_FALLBACK_MODULE)
-    twins = {
-        name[: -len(_NATIVE_SUFFIX)]: getattr(fallback, name)
-        for name in dir(fallback)
-        if name.endswith(_NATIVE_SUFFIX) and callable(getattr(fallback, name))
-    }
-    # The kernels themselves, as their own modules export them: only attributes bound to one of
-    # these objects are swapped, never an unrelated function that happens to share a name.
-    kernels: dict[int, str] = {}
-    for module_name, module in list(sys.modules.items()):
-        if module is not None and module_name.startswith(_KERNELS_PACKAGE) and module_name != _FALLBACK_MODULE:
-            for kernel in twins:
-                if callable(module.__dict__.get(kernel)):
-                    kernels[id(module.__dict__[kernel])] = kernel
+    targets = _kernel_bindings(importlib.import_module(_FALLBACK_MODULE))
     patched: list[tuple[Any, str, Any]] = []
-    for module_name, module in list(sys.modules.items()):
-        if module is None or not module_name.startswith("sglang."):
-            continue
-        for attribute, current in list(module.__dict__.items()):
-            kernel = kernels.get(id(current))
-            if kernel is not None and attribute == kernel:
-                patched.append((module, attribute, current))
-                setattr(module, attribute, twins[kernel])
+    for module, attribute, twin in targets:
+        current = module.__dict__.get(attribute)
+        if current is not twin:
+            patched.append((module, attribute, current))
+            setattr(module, attribute, twin)
     lines = sorted({f"{kernel} -> fallback_torch.{kernel}{_NATIVE_SUFFIX}" for _, kernel, _ in patched})
     try:
         yield lines
