@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--port-ops", default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="with --overhead: profile one warm harness run")
     args = parser.parse_args(argv)
     if args.memory:
         return peak_memory(args.case, args.steps or [4, 32], args.dtype)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         from parity import cases, overhead
 
         case = cases.resolve(args.case).with_overrides(dtype=args.dtype, device=args.device, port_ops=args.port_ops)
-        return overhead.main(case, args.steps or [4, 28, 50], args.repeats)
+        return overhead.main(case, args.steps or [4, 28, 50], args.repeats, args.profile)
 
     t0 = time.perf_counter()
     import diffusers  # noqa: F401

@@ -157,15 +157,36 @@ def _format_row(r: dict[str, Any]) -> str:
         f"{r['harness_all_blocks_s']:>12.3f} {r['overhead_default']:>6.2f} {r['overhead_all_blocks']:>9.2f} "
         f"{_gpu(r['weights_diffusers_mib'], r['device_peak_diffusers_mib']):>15} "
         f"{_gpu(r['weights_sglang_mib'], r['device_peak_sglang_mib']):>15} "
-        f"{r['device_peak_harness_all_mib']:>11.0f} {r['host_peak_mib']:>9.0f}  {r['verdict']}"
+        f"{_mib(r['device_peak_harness_all_mib']):>11} {r['host_peak_mib']:>9.0f}  {r['verdict']}"
     )
+
+
+def _mib(value: float) -> str:
+    return "-" if value != value else f"{value:.0f}"  # NaN off the GPU
 
 
 def _gpu(weights: float, run: float) -> str:
     return "-" if run != run else f"{weights:.0f}+{run:.0f}"  # NaN off the GPU
 
 
-def main(case: Case, steps: list[int], repeats: int) -> int:
+def profile(case: Case, top: int = 30) -> None:
+    """Where one warm harness run spends its time: cProfile of `run_case`, parity's own functions."""
+    import cProfile
+    import io
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_case(case, Path(tmp) / "warm-up")
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run_case(case, Path(tmp) / "profiled")
+        profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(r"parity/", top)
+    print(out.getvalue())
+
+
+def main(case: Case, steps: list[int], repeats: int, with_profile: bool = False) -> int:
     print(
         f"parity bench --overhead: {case.name} [{case.dtype}, {case.device}, port ops {case.port_ops}] on "
         f"{device_name(case.device)}; torch {torch.__version__}; median of {repeats} after warm-up "
@@ -178,4 +199,7 @@ def main(case: Case, steps: list[int], repeats: int) -> int:
     )
     print(HEADER, flush=True)
     table(case, steps, repeats)
+    if with_profile:
+        print(f"\nprofile of one warm harness run at {case.steps} steps (parity's functions, cumulative):")
+        profile(case)
     return 0

@@ -93,7 +93,6 @@ def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
     assert [c["step"] for c in per_step] == list(range(doc["case"]["steps"]))
 
 
-# plugin, case, first_divergence (stage, tensor, step, block), words the hint must contain
 def test_sd3_three_encoders_and_batched_cfg_pass_in_both_modes(tmp_path):
     proc, doc = parity_run(tmp_path, "--mode", "both", case="sd3-tiny")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
@@ -104,6 +103,7 @@ def test_sd3_three_encoders_and_batched_cfg_pass_in_both_modes(tmp_path):
     assert doc["isolated"]["verdict"] == "pass"
 
 
+# plugin, case, first_divergence (stage, tensor, step, block), words the hint must contain
 FAULTS = [
     ("fault_perturb_t5.py", "flux-tiny", ("text_encoding", "prompt_embeds", None, None), "scaled copy"),
     ("fault_transpose_latents.py", "flux-tiny", ("latent_preparation", "latents", None, None), "another order"),
@@ -206,3 +206,29 @@ def test_port_that_sglang_resolves_to_its_diffusers_backend_is_refused(tmp_path)
     assert len(errors) == 1 and "Diffusers backend" in errors[0] and "not its native FluxPipeline" in errors[0]
     assert doc["verdict"] == "error"
     assert doc["pipelines"]["reference"].endswith("FluxPipeline")  # the reference side had already run
+
+
+def test_qwen_image_runs_sglangs_own_text_encoder_on_native_ops_and_passes(tmp_path):
+    proc, doc = parity_run(tmp_path, case="qwen-image-tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert doc["components"]["port"]["text_encoder"].startswith("sglang.multimodal_gen.")  # not transformers'
+    assert doc["port_ops"]["mode"] == "native" and doc["port_ops"]["attention_backend"] == "torch_sdpa"
+    rerouted = "\n".join(doc["port_ops"]["rerouted"])
+    assert "-> forward_native" in rerouted and "fallback_torch" in rerouted
+
+
+def test_port_ops_both_runs_the_port_on_its_kernels_and_on_its_native_ops(tmp_path):
+    proc, doc = parity_run(tmp_path, "--port-ops", "both")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    both = doc["port_ops_both"]
+    assert (both["kernels"], both["native"]) == ("pass", "pass")
+    assert doc["port_ops"]["mode"] == "kernels"  # the main verdict is the port as it ships
+
+
+def test_a_real_divergence_between_the_releases_is_reported_where_it_starts(tmp_path):
+    # Z-Image: the two libraries build different timestep schedules (fixtures/cases/zimage-tiny.toml).
+    proc, doc = parity_run(tmp_path, "--mode", "both", case="zimage-tiny")
+    assert proc.returncode == 1
+    assert doc["first_divergence"]["stage"] == "timestep_preparation"
+    failing = {row["component"] for row in doc["isolated"]["components"] if not row["passed"]}
+    assert failing == {"timestep preparation"}  # teacher-forced, every other component matches
