@@ -77,7 +77,7 @@ def _list() -> int:
         expect = f"  (expected to fail{where}: {case.reason})" if failing else ""
         print(
             f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
-            f"steps={case.steps} dtype={case.dtype}{expect}"
+            f"steps={case.steps} dtype={case.dtype}{'' if case.device == 'cpu' else ' device=' + case.device}{expect}"
         )
     return 0
 
