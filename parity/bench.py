@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, nargs="+", help="step counts (default: 4 32; --overhead: 4 28 50)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--height", type=int, default=None, help="with --overhead: image height (default: the case's)")
+    parser.add_argument("--width", type=int, default=None, help="with --overhead: image width (default: the case's)")
     parser.add_argument("--port-ops", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="with --overhead: profile one warm harness run")
@@ -67,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.overhead:
         from parity import cases, overhead
 
-        case = cases.resolve(args.case).with_overrides(dtype=args.dtype, device=args.device, port_ops=args.port_ops)
+        case = cases.resolve(args.case).with_overrides(
+            dtype=args.dtype, device=args.device, port_ops=args.port_ops, height=args.height, width=args.width
+        )
         return overhead.main(case, args.steps or [4, 28, 50], args.repeats, args.profile)
 
     t0 = time.perf_counter()

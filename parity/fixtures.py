@@ -8,6 +8,7 @@ leaves a half-written model behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -51,12 +52,17 @@ def sources(name: str) -> list[Path]:
     return sorted(found.values())
 
 
+@functools.cache
+def _package_versions() -> str:
+    """Read once per process: importlib.metadata scans site-packages on every call."""
+    return "".join(f"{package}=={metadata.version(package)}" for package in _KEY_PACKAGES)
+
+
 def cache_key(name: str) -> str:
     digest = hashlib.sha256()
     for source in sources(name):
         digest.update(source.name.encode() + source.read_bytes())
-    for package in _KEY_PACKAGES:
-        digest.update(f"{package}=={metadata.version(package)}".encode())
+    digest.update(_package_versions().encode())
     return f"{name}-{digest.hexdigest()[:16]}"
 
 

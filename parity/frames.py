@@ -8,7 +8,7 @@ the first, middle and last frame and the frame with the largest mean difference.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -17,14 +17,6 @@ from parity import noise, stages
 from parity.compare import Check
 from parity.noise import NOISE_SCORE
 from parity.tolerance import FRAME_LIMITS, Tolerance
-
-
-def frame_list(frames: torch.Tensor) -> list[np.ndarray]:
-    """H x W x C float64 frames of the first batch element."""
-    x = frames.detach().to("cpu", torch.float64)[0]
-    if x.ndim == 3:  # C x H x W
-        x = x.unsqueeze(1)
-    return [x[:, t].permute(1, 2, 0).numpy() for t in range(x.shape[1])]
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
@@ -85,7 +77,11 @@ def relative(reference: torch.Tensor, port: torch.Tensor) -> list[dict]:
 
 
 def noise_reports(frames: torch.Tensor) -> list[noise.NoiseReport]:
-    return [noise.detect(f) for f in frame_list(frames)]
+    """The noise detector on every frame of the first batch element, where the frames are."""
+    x = frames.detach()[0]
+    if x.ndim == 3:  # C x H x W
+        x = x.unsqueeze(1)
+    return [noise.detect(x[:, t]) for t in range(x.shape[1])]
 
 
 def save_png(frames: torch.Tensor, stem: str, out_dir) -> list[str]:
@@ -104,17 +100,38 @@ def save_png(frames: torch.Tensor, stem: str, out_dir) -> list[str]:
     return names
 
 
+class PngWriter:
+    """Saves each side's frames (`save_png`) in a background thread from the moment its run ends:
+    PNG encoding (30-60 ms a 1024 px frame, with the GIL released) overlaps the next run and the
+    comparison instead of adding to them."""
+
+    def __init__(self, out_dir) -> None:
+        self.out_dir = out_dir
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png")
+        self._pending: dict[str, Future] = {}
+
+    def submit(self, stem: str, frames: torch.Tensor) -> None:
+        if stem not in self._pending:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._pending[stem] = self._pool.submit(save_png, frames, stem, self.out_dir)
+
+    def submitted(self, stem: str) -> bool:
+        return stem in self._pending
+
+    def names(self, stems: tuple[str, ...]) -> list[str]:
+        """The saved files of these stems, in this order, once written (a failed save raises here)."""
+        return [name for stem in stems if stem in self._pending for name in self._pending[stem].result()]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def checks(reference: torch.Tensor, port: torch.Tensor, dtype: str, order: int) -> tuple[list[Check], dict]:
     """Two decoding checks, `frames_similarity` (SSIM, PSNR, mean abs difference within the dtype's
     limits) and `frames_noise` (the port's frames look like noise, NaN, constant, periodic or
     saturated while the reference's do not), and the report's `noise` section."""
     limits = FRAME_LIMITS[dtype]
-    # The three analyses are independent and spend their time in numpy / scipy / scikit-image
-    # kernels that release the GIL: at 1024 px, threads take a part of their ~0.6 s off each run.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        relative_rows = pool.submit(relative, reference, port)
-        port_noise, reference_noise = pool.submit(noise_reports, port), pool.submit(noise_reports, reference)
-        rows, port_reports, ref_reports = relative_rows.result(), port_noise.result(), reference_noise.result()
+    rows, port_reports, ref_reports = relative(reference, port), noise_reports(port), noise_reports(reference)
     worst = {
         "ssim": min((r["ssim"] for r in rows), default=math.nan),
         "psnr_db": min((r["psnr_db"] for r in rows), default=math.nan),

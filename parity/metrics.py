@@ -56,13 +56,19 @@ def min_passing_atol(reference: torch.Tensor, port: torch.Tensor, rtol: float) -
     return compute_batch([(reference, port, rtol)])[0][1]
 
 
+# Pairs of one shape are stacked and measured together (a GPU run's few hundred checks are a few
+# dozen kernel launches, not a few thousand), at most this many elements per stacked side: float64
+# copies of both sides and their temporaries stay around a gigabyte.
+BATCH_ELEMENTS = 2**24
+
+
 def compute_batch(items: list[tuple[torch.Tensor, torch.Tensor, float]]) -> list[tuple[Metrics, float]]:
     """(metrics, min passing atol at rtol) for each (reference, port, rtol). Every scalar of every
     pair is computed on the tensors' device and comes back in one transfer per device: a GPU run's
     few hundred checks cost one synchronisation, not a few hundred."""
     results: list[tuple[Metrics, float] | None] = [None] * len(items)
-    pending: dict[torch.device, list[tuple[int, Metrics, torch.Tensor]]] = {}
-    for i, (reference, port, rtol) in enumerate(items):
+    groups: dict[tuple, list[tuple[int, Metrics]]] = {}
+    for i, (reference, port, _) in enumerate(items):
         base = _base(reference, port)
         if not base.shape_match:
             counts = dataclasses.replace(
@@ -72,10 +78,21 @@ def compute_batch(items: list[tuple[torch.Tensor, torch.Tensor, float]]) -> list
         elif reference.numel() == 0:
             results[i] = (base, 0.0)
         else:
-            pending.setdefault(reference.device, []).append((i, base, _scalars(reference, port, rtol)))
-    for rows in pending.values():
-        values = torch.stack([scalars for _, _, scalars in rows]).tolist()
-        for (i, base, _), row in zip(rows, values, strict=True):
+            groups.setdefault((reference.device, reference.numel()), []).append((i, base))
+    pending: dict[torch.device, list[tuple[list[tuple[int, Metrics]], torch.Tensor]]] = {}
+    for (device, numel), members in groups.items():
+        size = max(1, BATCH_ELEMENTS // numel)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            pairs = [items[i] for i, _ in chunk]
+            reference = torch.stack([_float64(r, device) for r, _, _ in pairs])
+            port = torch.stack([_float64(p, device) for _, p, _ in pairs])
+            rtol = torch.tensor([[t] for _, _, t in pairs], dtype=torch.float64, device=device)
+            pending.setdefault(device, []).append((chunk, _scalars(reference, port, rtol)))
+    for chunks in pending.values():
+        values = torch.cat([scalars for _, scalars in chunks]).tolist()
+        bases = [member for chunk, _ in chunks for member in chunk]
+        for (i, base), row in zip(bases, values, strict=True):
             results[i] = _finish(base, row)
     return results  # type: ignore[return-value]
 
@@ -91,34 +108,35 @@ def _base(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     )
 
 
-def _scalars(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> torch.Tensor:
-    """The pair's scalars as one float64 tensor on its device, with no host synchronisation.
-    Non-finite elements are zeroed on both sides rather than indexed out (boolean indexing would
-    synchronise)."""
-    ref, out = (t.flatten() for t in _as_float64(reference, port))
+def _scalars(ref: torch.Tensor, out: torch.Tensor, rtol: torch.Tensor) -> torch.Tensor:
+    """N x 11 float64 scalars of N stacked, flattened float64 pairs (N x M), with no host
+    synchronisation. Non-finite elements are zeroed on both sides rather than indexed out
+    (boolean indexing would synchronise)."""
     ref_finite, out_finite = torch.isfinite(ref), torch.isfinite(out)
     finite = ref_finite & out_finite
-    zero = torch.zeros((), dtype=torch.float64, device=ref.device)
     # NaN/Inf at the same places with the same values on both sides, or no atol passes.
-    same_nonfinite = ref_finite.eq(out_finite).all() & ((ref == out) | (ref.isnan() & out.isnan()) | ref_finite).all()
-    slack = torch.where(ref_finite, (out - ref).abs() - rtol * ref.abs(), zero)
-    ref, out = torch.where(finite, ref, zero), torch.where(finite, out, zero)
+    same_place = ref_finite.eq(out_finite).all(dim=1)
+    same_value = ((ref == out) | (ref.isnan() & out.isnan()) | ref_finite).all(dim=1)
+    slack = torch.where(ref_finite, (out - ref).abs() - rtol * ref.abs(), 0.0)
+    ref, out = torch.where(finite, ref, 0.0), torch.where(finite, out, 0.0)
     diff = out - ref
-    count = finite.sum()
+    abs_diff = diff.abs()
+    count = finite.sum(dim=1).to(torch.float64)
     return torch.stack(
         [
-            count.to(torch.float64),
-            (~ref_finite).sum().to(torch.float64),
-            (~out_finite).sum().to(torch.float64),
-            torch.linalg.vector_norm(ref),
-            torch.linalg.vector_norm(out),
-            torch.linalg.vector_norm(diff),
-            torch.dot(ref, out),
-            diff.abs().max(),
-            diff.abs().sum() / count.clamp(min=1),
-            same_nonfinite.to(torch.float64),
-            slack.max(),
-        ]
+            count,
+            (~ref_finite).sum(dim=1).to(torch.float64),
+            (~out_finite).sum(dim=1).to(torch.float64),
+            torch.linalg.vector_norm(ref, dim=1),
+            torch.linalg.vector_norm(out, dim=1),
+            torch.linalg.vector_norm(diff, dim=1),
+            (ref * out).sum(dim=1),
+            abs_diff.amax(dim=1),
+            abs_diff.sum(dim=1) / count.clamp(min=1),
+            (same_place & same_value).to(torch.float64),
+            slack.amax(dim=1),
+        ],
+        dim=1,
     )
 
 
@@ -145,8 +163,7 @@ def _finish(base: Metrics, row: list[float]) -> tuple[Metrics, float]:
     return Metrics(**{**asdict(base), **extra}), min_atol
 
 
-def _as_float64(reference: torch.Tensor, port: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both in float64 on the reference's device: a GPU run's records are compared where they are,
-    never all copied to the host."""
-    device = reference.device
-    return reference.detach().to(device, torch.float64), port.detach().to(device, torch.float64)
+def _float64(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Flattened float64 on the reference's device: a GPU run's records are compared where they
+    are, never all copied to the host."""
+    return t.detach().to(device, torch.float64).flatten()

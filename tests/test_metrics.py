@@ -76,3 +76,28 @@ def test_metrics_are_computed_in_float64_for_bf16_inputs():
     ref = torch.tensor([1.0, 2.0], dtype=torch.bfloat16)
     m = metrics.compute(ref, ref.float())
     assert m.max_abs == 0 and not m.dtype_match
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([(6,), (2, 3), (3, 2), (4,), (1, 4)]), seeds, st.floats(0.0, 0.5)), max_size=8),
+    st.integers(1, 12),
+)
+def test_a_batch_measures_each_pair_as_it_would_alone(pairs, batch_elements):
+    """Stacking pairs of one size (chunked at any limit) changes no pair's numbers; non-finite
+    values in one pair leave the others alone."""
+    items = []
+    for shape, seed, rtol in pairs:
+        ref, port = _tensor(shape, seed), _tensor(shape, seed + 1)
+        if seed % 3 == 0:
+            port.view(-1)[0] = float("nan")
+        items.append((ref, port, rtol))
+    items.append((torch.zeros(2, 3), torch.zeros(3, 2), 0.0))  # shape mismatch in the same batch
+    original = metrics.BATCH_ELEMENTS
+    metrics.BATCH_ELEMENTS = batch_elements
+    try:
+        batched = metrics.compute_batch(items)
+    finally:
+        metrics.BATCH_ELEMENTS = original
+    alone = [metrics.compute_batch([item])[0] for item in items]
+    assert repr(batched) == repr(alone)

@@ -165,31 +165,38 @@ def _describe_fused_ops(modules: Iterable[Any]) -> list[str]:
 class _KernelBindings:
     """(module, attribute, native twin) for every loaded `sglang` module attribute bound to a fused
     kernel that has a `<name>_native` twin in `fallback_torch`. A full scan of sys.modules costs
-    about 50 ms, so only modules imported since the last call are scanned."""
+    about 50 ms, so each call scans only the modules imported since the last one."""
 
     def __init__(self) -> None:
         self.scanned: set[str] = set()
+        self.twins: dict[str, Any] | None = None  # kernel name -> its native twin
         self.kernels: dict[int, tuple[str, Any]] = {}  # id(kernel) -> (name, twin)
         self.found: list[tuple[Any, str, Any]] = []
 
     def __call__(self, fallback: Any) -> list[tuple[Any, str, Any]]:
-        if not self.kernels:
-            twins = {
+        if self.twins is None:
+            self.twins = {
                 name[: -len(_NATIVE_SUFFIX)]: getattr(fallback, name)
                 for name in dir(fallback)
                 if name.endswith(_NATIVE_SUFFIX) and callable(getattr(fallback, name))
             }
-            # The kernels themselves, as their own modules export them: only attributes bound to one
-            # of these objects are swapped, never an unrelated function that happens to share a name.
-            for module_name, module in list(sys.modules.items()):
-                if module is not None and module_name.startswith(_KERNELS_PACKAGE) and module_name != _FALLBACK_MODULE:
-                    for kernel, twin in twins.items():
-                        if callable(module.__dict__.get(kernel)):
-                            self.kernels[id(module.__dict__[kernel])] = (kernel, twin)
-        for module_name, module in list(sys.modules.items()):
-            if module_name in self.scanned or module is None or not module_name.startswith("sglang."):
-                continue
+        new = sys.modules.keys() - self.scanned  # a set difference: ~8000 names, well under a millisecond
+        # The kernels themselves, as their own modules export them: only attributes bound to one of
+        # these objects are swapped, never an unrelated function that happens to share a name.
+        known = len(self.kernels)
+        for module_name in new:
+            module = sys.modules.get(module_name)
+            if module is not None and module_name.startswith(_KERNELS_PACKAGE) and module_name != _FALLBACK_MODULE:
+                for kernel, twin in self.twins.items():
+                    if callable(module.__dict__.get(kernel)):
+                        self.kernels[id(module.__dict__[kernel])] = (kernel, twin)
+        if len(self.kernels) != known:  # a kernel module arrived: modules scanned before may bind it
+            self.scanned, self.found, new = set(), [], set(sys.modules.keys())
+        for module_name in new:
             self.scanned.add(module_name)
+            module = sys.modules.get(module_name)
+            if module is None or not module_name.startswith("sglang."):
+                continue
             for attribute, current in list(module.__dict__.items()):
                 kernel = self.kernels.get(id(current))
                 if kernel is not None and attribute == kernel[0]:
