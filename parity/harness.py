@@ -158,6 +158,16 @@ def _port_ops_both(kernel_checks: list[Check], native_checks: list[Check], error
     }
 
 
+def _save_frames(traces: dict[str, Trace], port: str, adapter: FamilyAdapter | None, out_dir: Path) -> list[str]:
+    """The reference's and the port's decoded frames as PNG next to the report."""
+    names: list[str] = []
+    for stem, name in (("reference", "reference"), ("port", port)):
+        record = traces[name].get(Key("frames"))
+        if record is not None and adapter is not None:
+            names += frames.save_png(adapter.to_canonical(record), stem, out_dir)
+    return names
+
+
 def _policy(case: Case) -> Policy:
     pyproject, tool = tool_config()
     layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
@@ -178,18 +188,13 @@ def run_case(
 ) -> tuple[Verdict, dict[str, Any]]:
     """Run both sides, compare, and write the report (see `_run_case`), with the device numerics
     that the run fixes for both sides alike (parity.device) in force."""
-    pngs = frames.PngWriter(Path(out_dir))
-    try:
-        with device.numerics(case.device, case.dtype) as fixed:
-            return _run_case(case, out_dir, pngs, plugins, capture, mode, referee_mode, fixed)
-    finally:
-        pngs.close()
+    with device.numerics(case.device, case.dtype) as fixed:
+        return _run_case(case, out_dir, plugins, capture, mode, referee_mode, fixed)
 
 
 def _run_case(
     case: Case,
     out_dir: Path,
-    pngs: frames.PngWriter,
     plugins: list[str] = (),
     capture: BlockCapture | None = None,
     mode: str = "full",
@@ -229,12 +234,6 @@ def _run_case(
                 found += extra
             return sorted(found, key=Check.execution_key)
 
-    def save_frames(stem: str, name: str) -> None:
-        """`stem`.png from trace `name`, written in the background (frames.PngWriter)."""
-        record = traces[name].get(Key("frames"))
-        if record is not None and adapter is not None and not pngs.submitted(stem):
-            pngs.submit(stem, adapter.to_canonical(record))
-
     def run(side: str, trace: Trace, options: RunOptions, phase: str) -> RunInfo:
         cuda = case.device == "cuda"
         if cuda:
@@ -255,7 +254,6 @@ def _run_case(
         options = RunOptions(block_steps=capture.first_pass(case.steps))
         captured |= options.block_steps
         infos["reference"] = run("reference", traces["reference"], options, "reference")
-        save_frames("reference", "reference")
         if case.port_ops == "both":
             # The port once on SGLang's own kernels (the main verdict) and once on its native ops.
             traces["native"] = Trace("port", case.device)
@@ -267,7 +265,6 @@ def _run_case(
             case = dataclasses.replace(case, port_ops="kernels")
         if mode != "isolated":
             infos["port"] = run("port", traces["port"], options, "port")
-            save_frames("port", "port")
             checks["full"] = compare_traces("port")
             rerun = capture.second_pass(options.block_steps, _first_failing_step(checks["full"]))
             if rerun:
@@ -283,8 +280,6 @@ def _run_case(
         if mode != "full":
             teacher = RunOptions(block_steps=frozenset(captured), teacher=traces["reference"])
             infos["port"] = run("port", traces["isolated"], teacher, "port_isolated")
-            if mode == "isolated":
-                save_frames("port", "isolated")
             checks["isolated"] = compare_traces("isolated")
     except ParityError as exc:
         error = exc.one_line()
@@ -296,8 +291,6 @@ def _run_case(
     main_checks = checks.get(main_kind, [])
     verdict = decide(main_checks, error, isolated=main_kind == "isolated")
     judged: dict[str, Any] | None = None
-    save_frames("reference", "reference")  # a run that stopped early: whatever frames there are
-    save_frames("port", "isolated" if main_kind == "isolated" else "port")
     if referee_mode == "fp64" and verdict.verdict == "fail":
         target = _referee_target(main_checks)
         if target is None:
@@ -325,7 +318,7 @@ def _run_case(
         "hints": hints.for_checks(main_checks),
         "referee": judged,
         "noise": noise.get("isolated" if main_kind == "isolated" else "port"),
-        "frames_png": pngs.names(("reference", "port")),
+        "frames_png": _save_frames(traces, "isolated" if main_kind == "isolated" else "port", adapter, out_dir),
         "trace_bytes": {name: _trace_bytes(trace) for name, trace in traces.items() if len(trace)},
     }
     if mode == "both" and "isolated" in checks:

@@ -64,6 +64,7 @@ class Trace:
         self.side = side
         self.device = device
         self._records: list[Record] = []
+        self._last: dict[Key, Record] = {}  # `get` in O(1): aligning a few hundred records pairs each one
 
     def add(
         self,
@@ -81,12 +82,20 @@ class Trace:
         value = stack_samples(value)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value)
-        record = Record(Key(tensor, step, block), stage, value.detach().to(self.device, copy=True), layout, meta)
-        self._records.append(record)
+        # A host tensor (token ids, a library's CPU timesteps) goes to a GPU trace without blocking:
+        # a blocking copy would wait for the GPU to drain in the middle of the run.
+        copy = value.detach().to(self.device, copy=True, non_blocking=self.device != "cpu")
+        record = Record(Key(tensor, step, block), stage, copy, layout, meta)
+        self._append(record)
         return record
 
     def extend(self, records: Iterable[Record]) -> None:
-        self._records.extend(records)
+        for record in records:
+            self._append(record)
+
+    def _append(self, record: Record) -> None:
+        self._records.append(record)
+        self._last[record.key] = record
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self._records)
@@ -96,7 +105,4 @@ class Trace:
 
     def get(self, key: Key) -> Record | None:
         """The last record with this key (a stage that runs twice overwrites the first)."""
-        for record in reversed(self._records):
-            if record.key == key:
-                return record
-        return None
+        return self._last.get(key)

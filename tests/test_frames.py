@@ -1,11 +1,14 @@
 """Frame metrics computed in torch (on the frames' device) must equal scikit-image's, on real photos."""
 
+import io
+
 import numpy as np
 import pytest
 import skimage.data
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from parity import frames
@@ -55,3 +58,20 @@ def test_ssim_is_symmetric_and_one_only_for_equal_frames(seed, scale):
     assert frames.ssim(a, a) == pytest.approx(1.0, abs=1e-12)
     if not torch.equal(a, b):
         assert frames.ssim(a, b) < 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    height=st.integers(1, 40), width=st.integers(1, 40), channels=st.sampled_from([1, 3, 4]), seed=st.integers(0, 2**16)
+)
+def test_png_files_decode_to_the_same_pixels(height, width, channels, seed):
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(frames.png_bytes(pixels))))
+    assert np.array_equal(decoded.reshape(pixels.shape), pixels)
+
+
+def test_a_saved_frame_is_the_photo_as_eight_bit_values(tmp_path):
+    photo = skimage.data.astronaut()
+    tensor = torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 255
+    assert frames.save_png(tensor, "port", tmp_path) == ["port.png"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "port.png")), photo)

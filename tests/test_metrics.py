@@ -101,3 +101,13 @@ def test_a_batch_measures_each_pair_as_it_would_alone(pairs, batch_elements):
         metrics.BATCH_ELEMENTS = original
     alone = [metrics.compute_batch([item])[0] for item in items]
     assert repr(batched) == repr(alone)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 50), seeds, st.floats(0.0, 0.5))
+def test_the_finite_only_formulas_agree_with_the_masked_ones_on_finite_values(rows, columns, seed, rtol):
+    """compute_batch measures every pair with the cheap finite-only formulas and only pairs with
+    NaN/Inf with the masked ones: on finite values the two must give the same numbers."""
+    ref, out = _tensor((rows, columns), seed).double(), _tensor((rows, columns), seed + 7).double()
+    fast, masked = metrics._finite_scalars(ref, out, rtol), metrics._masked_scalars(ref, out, rtol)
+    assert torch.allclose(fast, masked, rtol=1e-12, atol=1e-12), (fast - masked).abs().max()
