@@ -105,18 +105,31 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return b"".join([b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", idat), chunk(b"IEND", b"")])
 
 
-def save_png(frames: torch.Tensor, stem: str, out_dir: Path) -> list[str]:
-    """The first batch element's sampled frames as PNG files (each written atomically); returns
-    their names."""
+def png_pixels(frames: torch.Tensor, stem: str) -> list[tuple[str, np.ndarray]]:
+    """(file name, H x W x C uint8 pixels on the host) for the first batch element's sampled frames:
+    `stem`.png for an image, `stem`_frame<t>.png for the first, middle and last frame of a video."""
     values = eight_bit(frames)  # on the frames' device: only the sampled frames come to the host
     count = values.shape[0]
-    names = []
-    for t in sorted({0, count // 2, count - 1}):
-        name = f"{stem}.png" if count == 1 else f"{stem}_frame{t}.png"
-        pixels = values[t].permute(1, 2, 0).to(torch.uint8).cpu().numpy()
-        write_atomic(Path(out_dir) / name, png_bytes(pixels))
-        names.append(name)
-    return names
+    return [
+        (
+            f"{stem}.png" if count == 1 else f"{stem}_frame{t}.png",
+            values[t].permute(1, 2, 0).to(torch.uint8).cpu().numpy(),
+        )
+        for t in sorted({0, count // 2, count - 1})
+    ]
+
+
+def write_pngs(pixels: list[tuple[str, np.ndarray]], out_dir: Path) -> list[str]:
+    """Each (name, pixels) as a PNG file in out_dir, written atomically; returns the names. Encoding
+    and writing release the GIL (zlib, file I/O): this can run beside the comparison in a thread."""
+    for name, values in pixels:
+        write_atomic(Path(out_dir) / name, png_bytes(values))
+    return [name for name, _ in pixels]
+
+
+def save_png(frames: torch.Tensor, stem: str, out_dir: Path) -> list[str]:
+    """The first batch element's sampled frames as PNG files; returns their names."""
+    return write_pngs(png_pixels(frames, stem), out_dir)
 
 
 def checks(reference: torch.Tensor, port: torch.Tensor, dtype: str, order: int) -> tuple[list[Check], dict]:

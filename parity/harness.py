@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import platform
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -158,14 +159,14 @@ def _port_ops_both(kernel_checks: list[Check], native_checks: list[Check], error
     }
 
 
-def _save_frames(traces: dict[str, Trace], port: str, adapter: FamilyAdapter | None, out_dir: Path) -> list[str]:
-    """The reference's and the port's decoded frames as PNG next to the report."""
-    names: list[str] = []
+def _frame_pixels(traces: dict[str, Trace], port: str, adapter: FamilyAdapter | None) -> list[tuple[str, Any]]:
+    """The reference's and the port's decoded frames as 8-bit pixels on the host, with their PNG names."""
+    pixels: list[tuple[str, Any]] = []
     for stem, name in (("reference", "reference"), ("port", port)):
         record = traces[name].get(Key("frames"))
         if record is not None and adapter is not None:
-            names += frames.save_png(adapter.to_canonical(record), stem, out_dir)
-    return names
+            pixels += frames.png_pixels(adapter.to_canonical(record), stem)
+    return pixels
 
 
 def _policy(case: Case) -> Policy:
@@ -188,13 +189,17 @@ def run_case(
 ) -> tuple[Verdict, dict[str, Any]]:
     """Run both sides, compare, and write the report (see `_run_case`), with the device numerics
     that the run fixes for both sides alike (parity.device) in force."""
-    with device.numerics(case.device, case.dtype) as fixed:
-        return _run_case(case, out_dir, plugins, capture, mode, referee_mode, fixed)
+    with (
+        device.numerics(case.device, case.dtype) as fixed,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
+    ):
+        return _run_case(case, out_dir, png_writer, plugins, capture, mode, referee_mode, fixed)
 
 
 def _run_case(
     case: Case,
     out_dir: Path,
+    png_writer: ThreadPoolExecutor,
     plugins: list[str] = (),
     capture: BlockCapture | None = None,
     mode: str = "full",
@@ -234,6 +239,14 @@ def _run_case(
                 found += extra
             return sorted(found, key=Check.execution_key)
 
+    pngs: list[Future] = []
+
+    def start_pngs(port: str) -> None:
+        """Both sides' frames as PNG files, encoded and written in the background (the GIL is
+        released there) while the comparison runs; the pixels come to the host here, once."""
+        if not pngs:
+            pngs.append(png_writer.submit(frames.write_pngs, _frame_pixels(traces, port, adapter), out_dir))
+
     def run(side: str, trace: Trace, options: RunOptions, phase: str) -> RunInfo:
         cuda = case.device == "cuda"
         if cuda:
@@ -265,6 +278,7 @@ def _run_case(
             case = dataclasses.replace(case, port_ops="kernels")
         if mode != "isolated":
             infos["port"] = run("port", traces["port"], options, "port")
+            start_pngs("port")
             checks["full"] = compare_traces("port")
             rerun = capture.second_pass(options.block_steps, _first_failing_step(checks["full"]))
             if rerun:
@@ -280,6 +294,8 @@ def _run_case(
         if mode != "full":
             teacher = RunOptions(block_steps=frozenset(captured), teacher=traces["reference"])
             infos["port"] = run("port", traces["isolated"], teacher, "port_isolated")
+            if mode == "isolated":
+                start_pngs("isolated")
             checks["isolated"] = compare_traces("isolated")
     except ParityError as exc:
         error = exc.one_line()
@@ -304,6 +320,7 @@ def _run_case(
                 verdict = decide(main_checks, error, isolated=main_kind == "isolated")
             except ParityError as exc:
                 judged = {"skipped": f"fp64 replay failed: {exc.one_line()}"}
+    start_pngs("isolated" if main_kind == "isolated" else "port")  # a run that stopped early: what there is
     context: dict[str, Any] = {
         "mode": mode,
         "case": case.as_dict(),
@@ -318,7 +335,7 @@ def _run_case(
         "hints": hints.for_checks(main_checks),
         "referee": judged,
         "noise": noise.get("isolated" if main_kind == "isolated" else "port"),
-        "frames_png": _save_frames(traces, "isolated" if main_kind == "isolated" else "port", adapter, out_dir),
+        "frames_png": pngs[0].result(),
         "trace_bytes": {name: _trace_bytes(trace) for name, trace in traces.items() if len(trace)},
     }
     if mode == "both" and "isolated" in checks:

@@ -4,6 +4,8 @@ import math
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from parity import report, stages
 from parity.align import Pair
@@ -48,3 +50,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         report.write_atomic(target, 42)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(st.text(), json_values, max_size=4), st.lists(st.dictionaries(st.text(), json_values), max_size=4)
+)
+def test_report_json_is_the_document_with_one_line_per_check(head, rows):
+    doc = {**{k: v for k, v in head.items() if k != "checks"}, "checks": rows}
+    text = report.to_json(doc)
+    assert json.loads(text) == doc
+    lines = text.splitlines()
+    start = lines.index('  "checks": [') if rows else None
+    if start is not None:
+        assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : start + 1 + len(rows)]] == rows
