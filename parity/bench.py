@@ -2,8 +2,8 @@
 
 `python -m parity.bench [case] [--dtype D]` prints import, fixture build (into a fresh cache),
 the reference run, the port run and the comparison+report, in seconds.
-`python -m parity.bench [case] --overhead [--device cuda] [--steps 4 28 50]`: the harness's cost
-beyond the two pipelines (parity.overhead).
+`python -m parity.bench [case] --overhead [--device cuda] [--steps 4 28 50] [--height H --width W]
+[--profile]`: the harness's cost beyond the two pipelines (parity.overhead).
 `python -m parity.bench [case] --memory [--steps 4 32]` runs `parity run` once per step count in
 a child process and prints its peak RSS and the bytes the traces hold (per-step tensors, blocks).
 Numbers only; nothing is asserted. The import row is only meaningful in a fresh process.

@@ -89,8 +89,8 @@ def noise_reports(frames: torch.Tensor) -> list[noise.NoiseReport]:
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     """A PNG file of H x W x C uint8 pixels (C = 1, 3 or 4), stored rather than deflated and with no
-    row filters: the PNGs are for eyes, and a 1024 px frame takes a few milliseconds this way
-    against 30-60 ms through Pillow (which filters rows even at compress_level 0)."""
+    row filters: the PNGs are for eyes, and a 1024 px frame takes about 4 ms this way against
+    30-60 ms through Pillow at compress_level 0 (measured on this project's CPU machine)."""
     height, width, channels = pixels.shape
     colour_type = {1: 0, 3: 2, 4: 6}[channels]  # greyscale, RGB, RGBA
     rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # each row: filter type 0, then pixels
