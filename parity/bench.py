@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     import sglang.multimodal_gen.runtime.pipelines_core  # noqa: F401
     import torch  # noqa: F401
 
-    from parity import cases, fixtures
-    from parity.harness import run_case
+    from parity import cases, fixture_cache
+    from parity.session import run_case
 
     import_s = time.perf_counter() - t0
     case = cases.resolve(args.case).with_overrides(dtype=args.dtype)
@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PARITY_CACHE_DIR"] = str(Path(tmp) / "cache")  # force a real fixture build
         if case.fixture:
             t0 = time.perf_counter()
-            fixtures.ensure(case.fixture)
+            fixture_cache.ensure(case.fixture)
             build_s = time.perf_counter() - t0
         else:
             build_s = float("nan")
         t0 = time.perf_counter()
-        verdict, doc = run_case(case, Path(tmp) / "report")
+        report = run_case(case, Path(tmp) / "report")
         total_s = time.perf_counter() - t0
-    t = doc["timings_s"]
+    t = report.timings_s
     rows = [
         ("import torch + diffusers + sglang", import_s),
         ("fixture build (fresh cache)", build_s),
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         ("whole run_case (incl. cached fixture, report)", total_s),
     ]
     print(
-        f"parity bench: {case.name} [{case.dtype}, {case.device}], verdict {verdict.verdict}, "
-        f"{os.cpu_count()} CPUs, torch {doc['versions']['torch']}"
+        f"parity bench: {case.name} [{case.dtype}, {case.device}], verdict {report.verdict.outcome}, "
+        f"{os.cpu_count()} CPUs, torch {report.versions['torch']}"
     )
     for name, seconds in rows:
         print(f"  {name:<48} {seconds:8.2f} s")

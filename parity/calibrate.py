@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from parity.files import write_atomic
 from parity.noise import detect
-from parity.report import write_atomic
 
 # scikit-image's photographs that ship with the package (no download needed)
 PHOTOS = (

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity import stages
 from parity.errors import ParityError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,9 @@ class Case:
     # sets it per dtype (a divergence below one dtype's resolution), dtypes it leaves out expect "pass".
     expected: str | dict[str, str] = "pass"
     reason: str = ""
+    # With an expected failure: where it must first diverge, "<stage>/<tensor>" (or a table by dtype),
+    # so the suite fails when a known divergence moves or another one appears before it.
+    expected_divergence: str | dict[str, str] | None = None
     tolerance: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> Case:
@@ -66,11 +70,34 @@ class Case:
         per_dtype = self.expected if isinstance(self.expected, dict) else {self.dtype: self.expected}
         if not set(per_dtype) <= set(DTYPES) or not set(per_dtype.values()) <= {"pass", "fail"}:
             raise ParityError(f"case {self.name}: expected must be 'pass' or 'fail', or a table of them by dtype")
+        self._validate_expected_divergence()
         if (self.true_cfg_scale is not None) != (self.negative_prompt is not None):
             raise ParityError(f"case {self.name}: true_cfg_scale and negative_prompt go together")
         if (self.fixture is None) == (self.model_dir is None):
             raise ParityError(f"case {self.name}: give exactly one of 'fixture' or 'model_dir'")
         return self
+
+    def _validate_expected_divergence(self) -> None:
+        given = self.expected_divergence
+        if given is None:
+            return
+        per_dtype = given if isinstance(given, dict) else dict.fromkeys(DTYPES, given)
+        for dtype, where in per_dtype.items():
+            stage, _, tensor = str(where).partition("/")
+            if dtype not in DTYPES or stage not in stages.ORDER or not tensor:
+                raise ParityError(
+                    f"case {self.name}: expected_divergence must be '<stage>/<tensor>' (stages: "
+                    f"{', '.join(stages.ORDER)}), or a table of them by dtype; got {where!r}"
+                )
+            if self.expected_for(dtype) != "fail":
+                raise ParityError(f"case {self.name}: expected_divergence in {dtype}, where the case expects a pass")
+
+    def expected_divergence_for(self, dtype: str | None = None) -> str | None:
+        """Where an expected failure must first diverge in `dtype`, as "<stage>/<tensor>" (None: anywhere)."""
+        given = self.expected_divergence
+        if isinstance(given, dict):
+            return given.get(dtype or self.dtype)
+        return given if self.expected_for(dtype) == "fail" else None
 
     def expected_for(self, dtype: str | None = None) -> str:
         """The expected verdict in `dtype` (default: the case's own dtype)."""

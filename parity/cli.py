@@ -9,7 +9,9 @@ from pathlib import Path
 from parity import cases, families, plugins, progress
 from parity.capture import BlockCapture
 from parity.errors import ParityError
-from parity.harness import MODES, run_case
+from parity.results import RunReport
+from parity.session import run_case
+from parity.vocab import Mode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--mode",
-        choices=MODES,
-        default="full",
+        choices=[m.value for m in Mode],
+        default=Mode.FULL.value,
         help="full: the port runs on its own; isolated: each port component runs on the reference's "
         "inputs (teacher forcing); both",
     )
@@ -74,7 +76,12 @@ def _list() -> int:
     for case in cases.bundled().values():
         failing = [d for d in cases.DTYPES if case.expected_for(d) == "fail"]
         where = "" if len(failing) == len(cases.DTYPES) else f" in {'/'.join(failing)}"
-        expect = f"  (expected to fail{where}: {case.reason})" if failing else ""
+        pins = {d: case.expected_divergence_for(d) for d in failing if case.expected_divergence_for(d)}
+        if len(set(pins.values())) == 1:
+            at = f" at {next(iter(pins.values()))}"
+        else:
+            at = " at " + ", ".join(f"{pin} ({dtype})" for dtype, pin in pins.items()) if pins else ""
+        expect = f"  (expected to fail{where}{at}: {case.reason})" if failing else ""
         print(
             f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
             f"steps={case.steps} dtype={case.dtype}{'' if case.device == 'cpu' else ' device=' + case.device}{expect}"
@@ -137,45 +144,53 @@ def _run(args: argparse.Namespace) -> int:
         port_ops=args.port_ops,
     )
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
-    verdict, doc = run_case(case, out, loaded, capture, args.mode, args.referee)
-    summary = doc["summary"]
-    line = f"{case.name} [{case.dtype}, {case.device}, {args.mode}]: {verdict.verdict.upper()}"
-    line += f" ({summary['passed']}/{summary['checks']} checks passed)"
-    if verdict.first_divergence:
-        fd = verdict.first_divergence
-        where = ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
+    report = run_case(case, out, loaded, capture, args.mode, args.referee)
+    for line in console_lines(report, out):
+        print(line)
+    if report.verdict.error:
+        print(f"parity: error: {report.verdict.error}", file=sys.stderr)
+    return report.verdict.exit_code
+
+
+def console_lines(report: RunReport, out: Path) -> list[str]:
+    """What `parity run` prints: the verdict line, then the frames, the referee, the hints, the report."""
+    case, verdict, summary = report.case, report.verdict, report.summary
+    line = f"{case['name']} [{case['dtype']}, {case['device']}, {report.mode}]: {verdict.outcome.upper()}"
+    line += f" ({summary['passed']}/{summary['checks']} checks passed"
+    if report.decided_by is not report.main:
+        decided = report.decided_by.summary
+        line += f" in the full run, {decided['passed']}/{decided['checks']} in the {report.decided_by.mode} run"
+    line += ")"
+    if verdict.first is not None:
+        where = ", ".join(f"{k}={v}" for k, v in verdict.first.where().items() if v is not None)
         line += f"; first divergence: {where}"
-        if verdict.first_check and verdict.first_check.message:
-            line += f" ({verdict.first_check.message})"
-    print(line)
-    if "isolated" in doc and args.mode == "both":
-        line += f"; isolated components: {doc['isolated']['verdict'].upper()}"
-    section = doc.get("noise")
+        if verdict.first.message:
+            line += f" ({verdict.first.message})"
+    if report.mode is Mode.BOTH and report.isolated is not None:
+        line += f"; isolated components: {report.isolated.verdict.outcome.upper()}"
+    lines = [line]
+    section = report.main.noise
     if section:
         port, ref = section["port"][0], section["reference"][0]
-        print(
+        lines.append(
             f"  decoded frames: {section['verdict'].upper()} (noise score port {port['score']:.2f}, "
             f"reference {ref['score']:.2f})"
         )
-    judged = doc.get("referee")
-    if judged:
-        if "skipped" in judged:
-            print(f"  fp64 referee: skipped ({judged['skipped']})")
-        else:
-            print(
-                f"  fp64 referee ({judged['tensor']} step {judged['step']}"
-                f"{' block ' + judged['block'] if judged['block'] else ''}): port error "
-                f"{judged['port_error']:.3g} vs reference error {judged['reference_error']:.3g} -> "
-                f"{'numerically equivalent' if judged['equivalent'] else 'NOT equivalent'} "
-                f"(closer to fp64: {judged['closer']}; port vs reference in fp64: "
-                f"{judged['port_fp64_vs_reference_fp64']:.3g})"
-            )
-    for hint in doc.get("hints", []):
-        print(f"  hint ({hint['at']}): {hint['symptom']}: likely {hint['likely_cause']}")
-    print(f"report: {out / 'report.md'}")
-    if verdict.error:
-        print(f"parity: error: {verdict.error}", file=sys.stderr)
-    return verdict.exit_code
+    judged = report.referee
+    if judged and "skipped" in judged:
+        lines.append(f"  fp64 referee: skipped ({judged['skipped']})")
+    elif judged:
+        lines.append(
+            f"  fp64 referee ({judged['tensor']} step {judged['step']}"
+            f"{' block ' + judged['block'] if judged['block'] else ''}): port error "
+            f"{judged['port_error']:.3g} vs reference error {judged['reference_error']:.3g} -> "
+            f"{'numerically equivalent' if judged['equivalent'] else 'NOT equivalent'} "
+            f"(closer to fp64: {judged['closer']}; port vs reference in fp64: "
+            f"{judged['port_fp64_vs_reference_fp64']:.3g})"
+        )
+    lines += [f"  hint ({hint['at']}): {hint['symptom']}: likely {hint['likely_cause']}" for hint in report.hints]
+    lines.append(f"report: {out / 'report.md'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,10 @@ import torch
 
 from parity import noise, stages
 from parity.compare import Check
+from parity.files import write_atomic
 from parity.noise import NOISE_SCORE
-from parity.report import write_atomic
 from parity.tolerance import FRAME_LIMITS, Tolerance
-
-
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    return (np.clip(np.nan_to_num(frame, nan=0.0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+from parity.vocab import Status
 
 
 def sample(mean_abs: list[float]) -> list[int]:
@@ -34,7 +31,7 @@ def sample(mean_abs: list[float]) -> list[int]:
 
 def eight_bit(frames: torch.Tensor) -> torch.Tensor:
     """T x C x H x W float64 frames of the first batch element on their own device, as the 8-bit
-    values `to_uint8` gives (NaN -> 0, clipped to [0, 1], x255, rounded half to even)."""
+    values of an 8-bit image of them (NaN -> 0, clipped to [0, 1], x255, rounded half to even)."""
     x = frames.detach()[0].to(torch.float64)
     if x.ndim == 3:  # C x H x W
         x = x.unsqueeze(1)
@@ -127,11 +124,6 @@ def write_pngs(pixels: list[tuple[str, np.ndarray]], out_dir: Path) -> list[str]
     return [name for name, _ in pixels]
 
 
-def save_png(frames: torch.Tensor, stem: str, out_dir: Path) -> list[str]:
-    """The first batch element's sampled frames as PNG files; returns their names."""
-    return write_pngs(png_pixels(frames, stem), out_dir)
-
-
 def checks(reference: torch.Tensor, port: torch.Tensor, dtype: str, order: int) -> tuple[list[Check], dict]:
     """Two decoding checks, `frames_similarity` (SSIM, PSNR, mean abs difference within the dtype's
     limits) and `frames_noise` (the port's frames look like noise, NaN, constant, periodic or
@@ -156,7 +148,7 @@ def checks(reference: torch.Tensor, port: torch.Tensor, dtype: str, order: int) 
         step=None,
         block=None,
         passed=similar,
-        status="ok" if similar else "mismatch",
+        status=Status.OK if similar else Status.MISMATCH,
         tolerance=Tolerance(source=f"frame limits {dtype}", text=rule),
         metrics=None,
         message="" if similar else f"{observed} (limits: {rule})",
@@ -181,7 +173,7 @@ def checks(reference: torch.Tensor, port: torch.Tensor, dtype: str, order: int) 
         step=None,
         block=None,
         passed=not noisy,
-        status=worst_port.reason if noisy else "ok",
+        status=Status(worst_port.reason) if noisy else Status.OK,
         tolerance=Tolerance(
             source="noise detector", text=f"noise score <= {NOISE_SCORE:g}, not NaN/constant/periodic/saturated"
         ),

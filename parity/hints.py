@@ -3,10 +3,11 @@ trace holds its evidence (which tensors fail and which still match, and how they
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from parity import stages
 from parity.compare import Check
+from parity.vocab import Status
 
 Hint = dict[str, str]
 
@@ -63,7 +64,7 @@ def _text(cause: Check, checks: list[Check]) -> Hint:
 
 
 def _latents(cause: Check, checks: list[Check]) -> Hint:
-    if cause.status == "shape":
+    if cause.status == Status.SHAPE:
         why = "latent packing or shape order (packed tokens vs B x C x H x W, 4-D vs 5-D, channel count)"
     elif cause.evidence.get("same_values_reordered"):
         why = "the same noise in another order: packing, or height/width (or frame) axes swapped"
@@ -138,10 +139,10 @@ RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
 }
 
 
-def for_checks(checks: list[Check]) -> list[dict]:
-    """One hint per cause that has evidence for one (classify() must have run)."""
+def for_causes(causes: Iterable[Check], checks: list[Check]) -> list[dict]:
+    """One hint per cause (a verdict's `causes`) that `checks`, the whole comparison, holds evidence for."""
     out = []
-    for cause in sorted((c for c in checks if c.role == "cause"), key=Check.execution_key):
+    for cause in causes:
         hint = RULES[cause.stage](cause, checks)
         if hint is not None:
             out.append({"at": cause.label(), **hint})

@@ -26,7 +26,9 @@ import torch
 from parity import families
 from parity.capture import BlockCapture
 from parity.cases import Case
-from parity.harness import model_dir_for, run_case
+from parity.runners import runner_for
+from parity.session import model_dir_for, run_case
+from parity.vocab import Side
 
 
 def _sync(device: str) -> None:
@@ -99,15 +101,14 @@ def table(case: Case, steps: list[int], repeats: int = 3) -> list[dict[str, Any]
 
 
 def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> dict[str, Any]:
-    from parity.runners import diffusers_runner, sglang_runner
-
+    reference, port = runner_for(Side.REFERENCE), runner_for(Side.PORT)
     n, device = case.steps, case.device
 
     def diffusers() -> Any:
-        return diffusers_runner.bare(model_dir, case, adapter)
+        return reference.bare(model_dir, case, adapter)
 
     def sglang() -> Any:
-        return sglang_runner.bare(model_dir, case, adapter)
+        return port.bare(model_dir, case, adapter)
 
     def default() -> Any:
         return run_case(case, tmp / f"default-{n}", capture=BlockCapture())
@@ -117,14 +118,14 @@ def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> 
 
     for warm_up in (diffusers, sglang, default):  # loads, lazy initialisation, autotuning
         warm_up()
-    weights_d = _weights_mib(diffusers_runner.load(model_dir, case, adapter).components.values())
-    weights_s = _weights_mib(sglang_runner.load(model_dir, case, adapter).pipe.modules.values())
+    weights_d = _weights_mib(reference.load(model_dir, case, adapter).components.values())
+    weights_s = _weights_mib(port.load(model_dir, case, adapter).pipe.modules.values())
     d_s, _ = _timed(device, diffusers, repeats)
     s_s, _ = _timed(device, sglang, repeats)
     _resident_mib(device)
-    h_s, (verdict, _) = _timed(device, default, repeats)
+    h_s, report = _timed(device, default, repeats)
     _resident_mib(device)
-    a_s, (verdict_all, doc_all) = _timed(device, every, 1)
+    a_s, report_all = _timed(device, every, 1)
     return {
         "steps": n,
         "diffusers_s": d_s,
@@ -139,8 +140,8 @@ def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> 
         "device_peak_sglang_mib": _peak_device_mib(device, sglang),
         "device_peak_harness_all_mib": _peak_device_mib(device, every),
         "host_peak_mib": _host_peak_mib(),
-        "verdict": f"{verdict.verdict}/{verdict_all.verdict}",
-        "checks_all_blocks": doc_all["summary"]["checks"],
+        "verdict": f"{report.verdict.outcome}/{report_all.verdict.outcome}",
+        "checks_all_blocks": report_all.summary["checks"],
     }
 
 

@@ -22,6 +22,8 @@ def load(spec: str) -> ModuleType:
             raise ParityError(f"plugin file {spec} does not exist")
         name = f"parity_plugin_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ParityError(f"plugin file {spec} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:

@@ -14,12 +14,15 @@ difference (large even in float64) from a precision one (vanishes in float64).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
 from parity import metrics
+from parity.compare import Check
+from parity.vocab import Status
 
 FACTOR = 2.0
 FP64 = "@fp64"  # suffix of the tensor names of outputs replayed in float64
@@ -59,3 +62,22 @@ def judge(
     equivalent = not math.isnan(port_error) and port_error <= FACTOR * ref_error
     closer = "port" if port_error < ref_error else "reference" if ref_error < port_error else "tie"
     return Judgement(tensor, step, block, ref_error, port_error, logic, equivalent, closer)
+
+
+def apply(checks: tuple[Check, ...], judgement: Judgement) -> tuple[Check, ...]:
+    """The checks as the referee leaves them: when the port is equivalent, every failing check of the
+    judged component (same tensor and block, any step) becomes a passing `referee_equivalent` one
+    (a new Check; the compared ones are not changed)."""
+    if not judgement.equivalent:
+        return checks
+    return tuple(
+        dataclasses.replace(
+            check,
+            passed=True,
+            status=Status.REFEREE_EQUIVALENT,
+            message=check.message + "; numerically equivalent by the fp64 referee",
+        )
+        if not check.passed and check.tensor == judgement.tensor and check.block == judgement.block
+        else check
+        for check in checks
+    )

@@ -1,34 +1,17 @@
-"""Write report.json, report.md and checks.csv, each atomically (temp file + rename)."""
+"""Write a RunReport as report.json, report.md and checks.csv, each atomically (parity.files)."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from parity.compare import Check
-from parity.verdict import Verdict
-
-SCHEMA_VERSION = 1
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Readers see the old file or the new one, never half of one. Text is written as UTF-8."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from parity.files import write_atomic
+from parity.results import RunReport
 
 
 def _json_safe(value: Any) -> Any:
@@ -46,26 +29,8 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def checks_table(checks: list[Check]) -> pd.DataFrame:
-    return pd.DataFrame([c.row() for c in checks])
-
-
-def build(verdict: Verdict, checks: list[Check], context: dict[str, Any]) -> dict[str, Any]:
-    """The report.json document. `context` holds case, versions, pipelines, timings, notes."""
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "verdict": verdict.verdict,
-        "first_divergence": verdict.first_divergence,
-        "error": verdict.error,
-        "summary": {
-            "checks": len(checks),
-            "passed": sum(c.passed for c in checks),
-            "failed": sum(not c.passed for c in checks),
-        },
-    }
-    doc.update(context)
-    doc["checks"] = [c.row() for c in checks]
-    return _json_safe(doc)
+def checks_table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
 
 
 def _fmt(value: Any) -> str:
@@ -79,7 +44,15 @@ def _fmt(value: Any) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
+    """report.md: the verdict and its hints first, then every check, the causes, the decoded frames,
+    the isolated components and the notes."""
     out = io.StringIO()
+    for section in (_md_head, _md_checks, _md_causes, _md_frames, _md_isolated, _md_notes):
+        section(doc, out)
+    return out.getvalue()
+
+
+def _md_head(doc: dict[str, Any], out: io.StringIO) -> None:
     case = doc.get("case", {})
     out.write(f"# Parity report: {case.get('name', '?')} ({doc.get('mode', 'full')} mode)\n\n")
     out.write(f"**Verdict: {doc['verdict'].upper()}**")
@@ -88,6 +61,11 @@ def markdown(doc: dict[str, Any]) -> str:
         where = ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
         out.write(f" — first divergence: {where}")
     out.write("\n\n")
+    if doc.get("decided_by"):
+        out.write(
+            f"The verdict comes from the {doc['decided_by']} run (the full run passes): its checks are under "
+            '"Isolated components" below.\n\n'
+        )
     if doc.get("error"):
         out.write(f"Error: {doc['error']}\n\n")
     for hint in doc.get("hints") or []:
@@ -110,61 +88,68 @@ def markdown(doc: dict[str, Any]) -> str:
             f"Reference: `{pipes.get('reference')}` · Port: `{pipes.get('port')}`"
             f" · dtype {case.get('dtype')} · device {case.get('device')}\n\n"
         )
+
+
+def _md_checks(doc: dict[str, Any], out: io.StringIO) -> None:
     out.write("| | stage | tensor | step | block | max abs | cosine | SQNR dB | tolerance | min atol |\n")
     out.write("|---|---|---|---|---|---|---|---|---|---|\n")
     for row in doc["checks"]:
         mark = "✅" if row["passed"] else ("❌ cause" if row.get("role") == "cause" else "❌ downstream")
-        cells = [
-            mark,
-            row["stage"],
-            row["tensor"],
-            _fmt(row["step"]),
-            _fmt(row["block"]),
-            _fmt(row.get("max_abs")),
-            _fmt(row.get("cosine")),
-            _fmt(row.get("sqnr_db")),
-            row["tolerance"],
-            _fmt(row["min_atol"]),
-        ]
+        cells = [mark, row["stage"], row["tensor"], _fmt(row["step"]), _fmt(row["block"])]
+        cells += [_fmt(row.get(k)) for k in ("max_abs", "cosine", "sqnr_db")]
+        cells += [row["tolerance"], _fmt(row["min_atol"])]
         out.write("| " + " | ".join(cells) + " |\n")
+
+
+def _md_causes(doc: dict[str, Any], out: io.StringIO) -> None:
     failing = [r for r in doc["checks"] if not r["passed"] and r["message"] and r.get("role") == "cause"]
     if failing:
         out.write("\n## Causes\n\n")
         for row in failing:
             where = "".join(f" {k} {row[k]}" for k in ("step", "block") if row[k] is not None)
             out.write(f"- `{row['stage']}/{row['tensor']}`{where}: {row['message']}\n")
+
+
+def _md_frames(doc: dict[str, Any], out: io.StringIO) -> None:
     section = doc.get("noise")
-    if section:
-        out.write(f"\n## Decoded frames: {section['verdict']}\n\n")
-        port, ref = section["port"][0], section["reference"][0]
+    if not section:
+        return
+    out.write(f"\n## Decoded frames: {section['verdict']}\n\n")
+    port, ref = section["port"][0], section["reference"][0]
+    out.write(
+        f"Noise score (0 natural, 1 noise; flagged above the calibrated threshold): port {_fmt(port['score'])} "
+        f"({port['reason']}), reference {_fmt(ref['score'])} ({ref['reason']}).\n\n"
+    )
+    for row in section["relative"]:
         out.write(
-            f"Noise score (0 natural, 1 noise; flagged above the calibrated threshold): port {_fmt(port['score'])} "
-            f"({port['reason']}), reference {_fmt(ref['score'])} ({ref['reason']}).\n\n"
+            f"- frame {row['frame']}: SSIM {row['ssim']:.5f}, PSNR {_fmt(row['psnr_db'])} dB, "
+            f"mean abs {row['mean_abs_u8']:.3g}/255\n"
         )
-        for row in section["relative"]:
-            out.write(
-                f"- frame {row['frame']}: SSIM {row['ssim']:.5f}, PSNR {_fmt(row['psnr_db'])} dB, "
-                f"mean abs {row['mean_abs_u8']:.3g}/255\n"
-            )
-        if section.get("note"):
-            out.write(f"\n{section['note']}\n")
-        pngs = doc.get("frames_png") or []
-        if pngs:
-            out.write("\n" + " ".join(f"![{name}]({name})" for name in pngs) + "\n")
+    if section.get("note"):
+        out.write(f"\n{section['note']}\n")
+    pngs = doc.get("frames_png") or []
+    if pngs:
+        out.write("\n" + " ".join(f"![{name}]({name})" for name in pngs) + "\n")
+
+
+def _md_isolated(doc: dict[str, Any], out: io.StringIO) -> None:
     isolated = doc.get("isolated")
-    if isolated:
-        out.write(f"\n## Isolated components (teacher-forced on the reference's inputs): {isolated['verdict']}\n\n")
-        out.write("| | component | checks | max abs | rel L2 | cosine | SQNR dB |\n")
-        out.write("|---|---|---|---|---|---|---|\n")
-        for row in isolated["components"]:
-            passed = f"{row['checks'] - row['failed']}/{row['checks']}"
-            cells = ["✅" if row["passed"] else "❌", row["component"], passed]
-            cells += [_fmt(row[k]) for k in ("max_abs", "rel_l2", "cosine", "sqnr_db")]
-            out.write("| " + " | ".join(cells) + " |\n")
+    if not isolated:
+        return
+    out.write(f"\n## Isolated components (teacher-forced on the reference's inputs): {isolated['verdict']}\n\n")
+    out.write("| | component | checks | max abs | rel L2 | cosine | SQNR dB |\n")
+    out.write("|---|---|---|---|---|---|---|\n")
+    for row in isolated["components"]:
+        passed = f"{row['checks'] - row['failed']}/{row['checks']}"
+        cells = ["✅" if row["passed"] else "❌", row["component"], passed]
+        cells += [_fmt(row[k]) for k in ("max_abs", "rel_l2", "cosine", "sqnr_db")]
+        out.write("| " + " | ".join(cells) + " |\n")
+
+
+def _md_notes(doc: dict[str, Any], out: io.StringIO) -> None:
     notes = doc.get("notes") or []
     if notes:
         out.write("\n## Notes\n\n" + "".join(f"- {n}\n" for n in notes))
-    return out.getvalue()
 
 
 def to_json(doc: dict[str, Any]) -> str:
@@ -180,10 +165,11 @@ def to_json(doc: dict[str, Any]) -> str:
     return f"{body}{',' if body != '{' else ''}\n  {checks}\n}}\n"
 
 
-def write(out_dir: Path, verdict: Verdict, checks: list[Check], context: dict[str, Any]) -> dict:
-    doc = build(verdict, checks, context)
+def write(out_dir: Path, report: RunReport) -> dict:
+    """report.json, report.md and checks.csv of one run; returns report.json's document."""
+    doc = _json_safe(report.as_json())
     out_dir = Path(out_dir)
     write_atomic(out_dir / "report.json", to_json(doc))
     write_atomic(out_dir / "report.md", markdown(doc))
-    write_atomic(out_dir / "checks.csv", checks_table(checks).to_csv(index=False))
+    write_atomic(out_dir / "checks.csv", checks_table(report.main.rows()).to_csv(index=False))
     return doc

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from parity import cases
-from parity.report import write_atomic
+from parity.files import write_atomic
+from parity.vocab import Mode
 
 
 def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
@@ -30,14 +31,17 @@ def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
     report = out / "report.json"
     doc = json.loads(report.read_text()) if report.is_file() else {}
     verdict = doc.get("verdict", "error")
-    ok = verdict == case.expected_for(dtype)
+    first = doc.get("first_divergence") or {}
+    found_at = f"{first.get('stage')}/{first.get('tensor')}" if first else None
+    pinned = case.expected_divergence_for(dtype)
+    ok = verdict == case.expected_for(dtype) and (pinned is None or found_at == pinned)
     if not ok:
         sys.stderr.write(proc.stderr[-4000:])
     return {
         "case": case.name,
         "dtype": dtype,
         "verdict": verdict,
-        "expected": case.expected_for(dtype),
+        "expected": case.expected_for(dtype) + (f" at {pinned}" if pinned else ""),
         "ok": ok,
         "first_divergence": doc.get("first_divergence"),
         "seconds": round(seconds, 1),
@@ -65,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity.suite")
     parser.add_argument("--dtype", action="append", choices=cases.DTYPES, help="default: every dtype")
     parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--mode", choices=("full", "isolated", "both"), default="both")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.BOTH.value)
     args = parser.parse_args(argv)
     rows = []
     skipped = []
     for case in cases.bundled().values():
-        dtypes, why_not = plan(case, args.dtype or cases.DTYPES, _cuda_available())
+        dtypes, why_not = plan(case, args.dtype or list(cases.DTYPES), _cuda_available())
         if why_not:
             skipped.append(f"{case.name} ({why_not})")
             print(f"== {case.name}: skipped ({why_not})", flush=True)

@@ -8,6 +8,7 @@ undone when the `Taps` context exits, so a pipeline is left as it was found.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -108,3 +109,37 @@ def first_tensor(result: Any) -> Any:
 def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
     """A call's argument by position or by keyword."""
     return args[index] if len(args) > index else kwargs[name]
+
+
+def replace_argument(args: tuple, kwargs: dict, index: int, name: str, value: Any) -> tuple[tuple, dict]:
+    """The call's (args, kwargs) with that argument (by position or keyword) replaced; as is when `value` is None."""
+    if value is None:
+        return args, kwargs
+    if len(args) > index:
+        return (*args[:index], value, *args[index + 1 :]), kwargs
+    return args, {**kwargs, name: value}
+
+
+def replace_first(result: Any, value: Any) -> Any:
+    """`result` with its main tensor replaced (a tuple's first item, or the tensor itself)."""
+    if value is None:
+        return None
+    if isinstance(result, tuple):
+        return (value, *result[1:])
+    return value
+
+
+def named_arguments(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A module call's leading positional arguments bound to the names of its `forward`, so a block
+    that its DiT calls positionally (Wan's blocks, in both libraries) is read and fed by name.
+    Arguments that cannot be named (positional-only, *args) stay positional."""
+    if not args:
+        return args, kwargs
+    names = [
+        p.name
+        for p in inspect.signature(module.forward).parameters.values()
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    if len(args) > len(names) or any(name in kwargs for name in names[: len(args)]):
+        return args, kwargs
+    return (), {**dict(zip(names, args, strict=False)), **kwargs}

@@ -75,7 +75,7 @@ KINDS = tuple(DEFAULTS["float32"])
 
 # GPU runs have their own table, calibrated on clean runs on an NVIDIA H200 (README "Running on a GPU":
 # flux-tiny fp32 and bf16, flux-wide bf16 at real width, 28 steps; `python -m parity.margins` on the
-# reports). fp32 (TF32 off, parity.device): every kind within the CPU limits with >= 3x margin, so
+# reports). fp32 (TF32 off, parity.numerics): every kind within the CPU limits with >= 3x margin, so
 # the same limits. bf16, largest clean error -> limit: embeddings 0.030 / rel 0.0064 -> 0.1 / 0.02;
 # latents 0.061 / 0.0085 -> 0.15 / 0.025; DiT output 0.080 / 0.031 -> 0.25 / 0.1; blocks 0.021 / 0.010
 # -> 0.075 / 0.03; frames 0.057 / 0.0125 -> 0.15 / 0.04.

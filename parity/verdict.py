@@ -1,26 +1,47 @@
-"""The run's verdict and the first place the port diverges from the reference."""
+"""The run's verdict and the first place the port diverges from the reference.
+
+`decide` is pure: it reads frozen checks and returns a Verdict that holds everything it concluded
+(each failing check's role, the causes in execution order, the first divergence); no check is
+ever changed by it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from parity import stages
 from parity.compare import Check
+from parity.vocab import EXIT_CODES, Outcome, Role
 
-PASS, FAIL, ERROR = "pass", "fail", "error"
 
-
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
-    verdict: str
-    first_divergence: dict | None
-    first_check: Check | None
+    outcome: Outcome
+    causes: tuple[Check, ...] = ()  # failing checks that no earlier failure feeds, in execution order
+    roles: Mapping[tuple, Role] = field(default_factory=lambda: MappingProxyType({}))  # Check.ident -> role
     error: str | None = None
-    causes: list[dict] | None = None
+
+    @property
+    def first(self) -> Check | None:
+        """The first divergence: the earliest cause."""
+        return self.causes[0] if self.causes else None
+
+    @property
+    def first_divergence(self) -> dict | None:
+        return self.first.where() if self.first else None
+
+    @property
+    def cause_list(self) -> list[dict]:
+        return [c.where() for c in self.causes]
+
+    def role(self, check: Check) -> Role | None:
+        return self.roles.get(check.ident)
 
     @property
     def exit_code(self) -> int:
-        return {PASS: 0, FAIL: 1, ERROR: 2}[self.verdict]
+        return EXIT_CODES[self.outcome]
 
 
 def _feeds(earlier: str, later: str) -> bool:
@@ -32,32 +53,25 @@ def _feeds(earlier: str, later: str) -> bool:
     return earlier == later or stages.rank(later) >= stages.rank(stages.DENOISING)
 
 
-def classify(checks: list[Check], isolated: bool = False) -> list[Check]:
-    """Mark each failing check as a `cause` or as `downstream` of an earlier failure it depends
-    on; returns the causes in execution order (the first one is the first divergence).
+def classify(checks: Iterable[Check], isolated: bool = False) -> dict[tuple, Role]:
+    """Each failing check's role: a `cause`, or `downstream` of an earlier failure it depends on.
     In isolated mode every component ran on the reference's inputs: each failure is a cause."""
     failing = sorted((c for c in checks if not c.passed), key=Check.execution_key)
-    causes: list[Check] = []
+    roles: dict[tuple, Role] = {}
     for i, check in enumerate(failing):
         upstream = not isolated and any(_feeds(earlier.stage, check.stage) for earlier in failing[:i])
-        check.role = "downstream" if upstream else "cause"
-        if not upstream:
-            causes.append(check)
-    return causes
+        roles[check.ident] = Role.DOWNSTREAM if upstream else Role.CAUSE
+    return roles
 
 
-def where(check: Check) -> dict:
-    return {"stage": check.stage, "tensor": check.tensor, "step": check.step, "block": check.block}
-
-
-def decide(checks: list[Check], error: str | None = None, isolated: bool = False) -> Verdict:
+def decide(checks: Iterable[Check], error: str | None = None, isolated: bool = False) -> Verdict:
     """`error` when a side could not run (or nothing was compared), else `fail` or `pass`."""
-    causes = classify(checks, isolated)
-    first = causes[0] if causes else None
-    divergence = where(first) if first else None
-    listed = [where(c) for c in causes]
+    checks = tuple(checks)
+    roles = classify(checks, isolated)
+    causes = tuple(sorted((c for c in checks if roles.get(c.ident) is Role.CAUSE), key=Check.execution_key))
+    frozen = MappingProxyType(roles)
     if error is not None:
-        return Verdict(ERROR, divergence, first, error, listed)
+        return Verdict(Outcome.ERROR, causes, frozen, error)
     if not checks:
-        return Verdict(ERROR, None, None, "nothing was compared: neither side recorded a tensor", [])
-    return Verdict(FAIL if first else PASS, divergence, first, None, listed)
+        return Verdict(Outcome.ERROR, (), frozen, "nothing was compared: neither side recorded a tensor")
+    return Verdict(Outcome.FAIL if causes else Outcome.PASS, causes, frozen)

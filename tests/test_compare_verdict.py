@@ -1,3 +1,6 @@
+import dataclasses
+
+import pytest
 import torch
 
 from parity import stages
@@ -57,7 +60,7 @@ def test_first_divergence_follows_execution_order_not_trace_order():
         pair("prompt_embeds", stages.TEXT_ENCODING, ok, ok),
     ]
     verdict = decide(compare(pairs, POLICY))
-    assert verdict.verdict == "fail" and verdict.exit_code == 1
+    assert verdict.outcome == "fail" and verdict.exit_code == 1
     assert verdict.first_divergence == {"stage": "denoising", "tensor": "noise_pred", "step": 0, "block": None}
 
 
@@ -85,13 +88,29 @@ def test_later_failures_are_downstream_unless_from_an_independent_stage():
         POLICY,
     )
     verdict = decide(checks)
-    roles = {c.tensor: c.role for c in checks}
+    roles = {c.tensor: verdict.role(c) for c in checks}
     assert roles == {"prompt_embeds": "cause", "timesteps": "cause", "noise_pred": "downstream", "frames": "downstream"}
-    assert [c["tensor"] for c in verdict.causes] == ["prompt_embeds", "timesteps"]
+    assert [c["tensor"] for c in verdict.cause_list] == ["prompt_embeds", "timesteps"]
+    # In isolated mode every component ran on the reference's inputs: every failure is a cause.
+    isolated = decide(checks, isolated=True)
+    assert {isolated.role(c) for c in checks} == {"cause"} and len(isolated.causes) == 4
 
 
 def test_pass_error_and_empty():
     checks = compare([pair("sigmas", stages.TIMESTEP_PREPARATION, torch.ones(3), torch.ones(3))], POLICY)
-    assert decide(checks).verdict == "pass"
-    assert decide(checks, error="port failed").verdict == "error"
-    assert decide([]).verdict == "error"
+    assert decide(checks).outcome == "pass"
+    assert decide(checks, error="port failed").outcome == "error"
+    assert decide([]).outcome == "error"
+
+
+def test_deciding_never_changes_a_check():
+    ok, bad = torch.zeros(3), torch.ones(3)
+    checks = compare(
+        [pair("prompt_embeds", stages.TEXT_ENCODING, ok, bad), pair("frames", stages.DECODING, ok, bad)], POLICY
+    )
+    before = [dict(vars(c)) for c in checks]
+    decide(checks)
+    decide(checks, isolated=True)
+    assert [dict(vars(c)) for c in checks] == before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        checks[0].passed = True

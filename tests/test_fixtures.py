@@ -1,6 +1,6 @@
 import hashlib
 
-from parity import fixtures
+from parity import fixture_cache
 
 
 def _digest(directory):
@@ -13,8 +13,8 @@ def _digest(directory):
 
 def test_flux_tiny_builds_the_same_bytes_twice(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    fixtures.build("flux_tiny", first)
-    fixtures.build("flux_tiny", second)
+    fixture_cache.build("flux_tiny", first)
+    fixture_cache.build("flux_tiny", second)
     files = _digest(first)
     assert "model_index.json" in files and "transformer/config.json" in files
     assert files == _digest(second)
@@ -22,9 +22,9 @@ def test_flux_tiny_builds_the_same_bytes_twice(tmp_path):
 
 def test_ensure_builds_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path))
-    path, built = fixtures.ensure("flux_tiny")
+    path, built = fixture_cache.ensure("flux_tiny")
     assert built and (path / "model_index.json").is_file()
-    again, built_again = fixtures.ensure("flux_tiny")
+    again, built_again = fixture_cache.ensure("flux_tiny")
     assert again == path and not built_again
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary build dirs left
 
@@ -32,7 +32,7 @@ def test_ensure_builds_once_into_the_cache(tmp_path, monkeypatch):
 def test_flux_tiny_has_the_required_structure(tmp_path):
     import json
 
-    fixtures.build("flux_tiny", tmp_path)
+    fixture_cache.build("flux_tiny", tmp_path)
     transformer = json.loads((tmp_path / "transformer" / "config.json").read_text())
     assert transformer["num_layers"] >= 2 and transformer["num_single_layers"] >= 2
     scheduler = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())

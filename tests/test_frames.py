@@ -41,9 +41,10 @@ def test_ssim_psnr_and_mean_abs_match_scikit_image_on_photos(name):
         assert rows[0]["mean_abs_u8"] == pytest.approx(expected_mean_abs, abs=1e-9)
 
 
-def test_eight_bit_values_are_those_of_to_uint8_nan_and_range_included():
+def test_eight_bit_values_are_those_of_an_8_bit_image_nan_and_range_included():
     x = torch.tensor([[[[float("nan"), -0.2, 0.5, 1.7, 0.0019607843, 0.998]]]]).double()  # 1 x 1 x 1 x 6
-    expected = frames.to_uint8(x[0].permute(1, 2, 0).numpy())
+    frame = x[0].permute(1, 2, 0).numpy()
+    expected = (np.clip(np.nan_to_num(frame, nan=0.0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     got = frames.eight_bit(x)[0].permute(1, 2, 0).numpy()
     assert np.array_equal(got, expected.astype(np.float64))
 
@@ -73,5 +74,5 @@ def test_png_files_decode_to_the_same_pixels(height, width, channels, seed):
 def test_a_saved_frame_is_the_photo_as_eight_bit_values(tmp_path):
     photo = skimage.data.astronaut()
     tensor = torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 255
-    assert frames.save_png(tensor, "port", tmp_path) == ["port.png"]
+    assert frames.write_pngs(frames.png_pixels(tensor, "port"), tmp_path) == ["port.png"]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "port.png")), photo)

@@ -8,7 +8,7 @@ from parity.capture import BlockCapture
 from parity.compare import compare
 from parity.tolerance import Policy
 from parity.trace import Key
-from parity.verdict import classify
+from parity.verdict import decide
 
 G = torch.Generator().manual_seed(0)
 X = torch.randn(2, 16, 8, generator=G)
@@ -16,8 +16,7 @@ X = torch.randn(2, 16, 8, generator=G)
 
 def run(*pairs):
     checks = compare(list(pairs), Policy("float32"))
-    classify(checks)
-    return hints.for_checks(checks)
+    return hints.for_causes(decide(checks).causes, checks)
 
 
 def p(tensor, stage, ref, port, step=None, block=None):

@@ -66,3 +66,41 @@ def test_suite_skips_gpu_cases_without_a_gpu_and_runs_them_in_their_dtype_with_o
     assert suite.plan(gpu_case, ["float32", "bfloat16"], cuda=True) == (["bfloat16"], None)
     cpu_case = Case(name="tiny", fixture="x")
     assert suite.plan(cpu_case, ["float32", "bfloat16"], cuda=True) == (["float32", "bfloat16"], None)
+
+
+def test_every_bundled_expected_failure_pins_where_it_diverges():
+    from parity import cases, stages
+
+    for case in cases.bundled().values():
+        for dtype in cases.DTYPES:
+            pinned = case.expected_divergence_for(dtype)
+            if case.expected_for(dtype) == "fail":
+                assert pinned is not None, f"{case.name} [{dtype}] expects a failure without saying where"
+                assert pinned.split("/")[0] in stages.ORDER
+            else:
+                assert pinned is None
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["denoising", "nowhere/latents", {"float16": "decoding/frames"}, {"bfloat16": "decoding/frames"}],
+)
+def test_expected_divergence_must_name_a_stage_and_tensor_of_an_expected_failure(given):
+    with pytest.raises(ParityError, match="expected_divergence"):
+        Case(name="t", fixture="flux_tiny", expected={"float32": "fail"}, expected_divergence=given).validate()
+
+
+def test_the_suite_holds_an_expected_failure_to_its_pinned_divergence(tmp_path, monkeypatch):
+    case = Case(name="t", fixture="flux_tiny", expected="fail", expected_divergence="decoding/vae_input").validate()
+
+    def fake_run(command, **kwargs):  # the subprocess's report, as `parity run` writes it
+        out = tmp_path / "t"
+        out.mkdir(exist_ok=True)
+        (out / "report.json").write_text(json.dumps({"verdict": "fail", "first_divergence": where}))
+        return type("Proc", (), {"stdout": "line", "stderr": ""})()
+
+    monkeypatch.setattr(suite.subprocess, "run", fake_run)
+    where = {"stage": "decoding", "tensor": "vae_input", "step": None, "block": None}
+    assert suite.run_one(case, "float32", tmp_path / "t", "both")["ok"]
+    where = {"stage": "latent_preparation", "tensor": "latents", "step": None, "block": None}
+    assert not suite.run_one(case, "float32", tmp_path / "t", "both")["ok"]

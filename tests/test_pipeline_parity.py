@@ -4,6 +4,7 @@ Each run is a fresh process through the CLI (plugins patch SGLang globally, and 
 part of the contract). Fault-injection plugins in tests/plugins/ break the port on purpose.
 """
 
+import csv
 import json
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert doc["verdict"] == "pass" and doc["first_divergence"] is None
     assert doc["isolated"]["verdict"] == "pass"
+    assert "isolated components: PASS" in proc.stdout.splitlines()[0]  # the console line says it too
     components = [row["component"] for row in doc["isolated"]["components"]]
     assert {"text encoders", "DiT", "DiT block transformer_blocks.1", "scheduler step"} <= set(components)
     assert doc["pipelines"]["port"] == "sglang.multimodal_gen.runtime.pipelines.flux.FluxPipeline"
@@ -232,3 +234,36 @@ def test_a_real_divergence_between_the_releases_is_reported_where_it_starts(tmp_
     assert doc["first_divergence"]["stage"] == "timestep_preparation"
     failing = {row["component"] for row in doc["isolated"]["components"] if not row["passed"]}
     assert failing == {"timestep preparation"}  # teacher-forced, every other component matches
+
+
+def test_mode_both_that_fails_only_in_the_isolated_run_reports_that_run_whole(tmp_path):
+    # The port's first request (the full run) is clean, its second (the isolated run) is not.
+    proc, doc = parity_run(tmp_path, "--mode", "both", "--plugin", str(PLUGINS / "fault_state_across_requests.py"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert doc["verdict"] == "fail" and doc["decided_by"] == "isolated"
+    assert all(c["passed"] for c in doc["checks"])  # report.json's `checks` are the full run's
+    where = {"stage": "denoising", "tensor": "noise_pred", "step": 0, "block": None}
+    assert doc["first_divergence"] == where
+    causes = [{k: r[k] for k in where} for r in doc["isolated"]["checks"] if r["role"] == "cause"]
+    assert causes == doc["causes"] and causes[0] == where
+    first_line = proc.stdout.splitlines()[0]
+    assert "in the isolated run" in first_line and "isolated components: FAIL" in first_line
+
+
+def test_port_ops_both_in_isolated_mode_judges_both_op_modes_teacher_forced(tmp_path):
+    proc, doc = parity_run(
+        tmp_path, "--mode", "isolated", "--port-ops", "both", "--plugin", str(PLUGINS / "fault_dit_output.py")
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    both = doc["port_ops_both"]
+    assert both["mode"] == "isolated" and (both["kernels"], both["native"]) == ("fail", "fail")
+    # Teacher-forced, the DiT's output at every step is a cause of its own: rows, CSV and causes agree.
+    where = ("stage", "tensor", "step", "block")
+    causes = [{k: r[k] for k in where} for r in doc["checks"] if r["role"] == "cause"]
+    assert causes == doc["causes"] and len(causes) == doc["case"]["steps"]
+    assert not [r for r in doc["checks"] if r["role"] == "downstream"]
+    with open(tmp_path / "report" / "checks.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [{k: r[k] for k in ("tensor", "step")} for r in rows if r["role"] == "cause"] == [
+        {"tensor": c["tensor"], "step": str(c["step"])} for c in causes
+    ]

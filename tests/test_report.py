@@ -7,12 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity import report, stages
+from parity import files, report, stages
 from parity.align import Pair
 from parity.compare import compare
+from parity.results import Comparison, RunReport
 from parity.tolerance import Policy
 from parity.trace import Key
-from parity.verdict import decide
+from parity.vocab import Mode
 
 
 def _checks():
@@ -25,8 +26,8 @@ def _checks():
 
 
 def test_report_files_are_valid_and_agree(tmp_path):
-    checks = _checks()
-    doc = report.write(tmp_path, decide(checks), checks, {"case": {"name": "t"}, "versions": {}, "pipelines": {}})
+    main = Comparison.judge(Mode.FULL, tuple(_checks()))
+    doc = report.write(tmp_path, RunReport(Mode.FULL, {"name": "t"}, main, main.verdict, main))
     loaded = json.loads((tmp_path / "report.json").read_text())  # strict: no NaN/Infinity tokens
     assert loaded == doc
     assert loaded["verdict"] == "fail"
@@ -44,10 +45,10 @@ def test_json_safe_replaces_nonfinite():
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "report.json"
-    report.write_atomic(target, "old")
+    files.write_atomic(target, "old")
 
     with pytest.raises(TypeError):
-        report.write_atomic(target, 42)  # type: ignore[arg-type]
+        files.write_atomic(target, 42)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from parity.errors import ParityError
-from parity.families.base import FamilyAdapter
+from parity.families.base import FamilyAdapter, PortSpec, ReferenceSpec
 from parity.trace import Record
 
 
@@ -39,22 +39,27 @@ def unpack_2x2(packed: torch.Tensor, image_height: int, image_width: int) -> tor
 FLUX = FluxAdapter(
     name="flux",
     diffusers_classes=("FluxPipeline",),
-    sglang_model_id="FLUX.1-dev",
-    sglang_pipeline="FluxPipeline",
-    # SGLang's Req.prompt_embeds for Flux: [CLIP pooled vector, T5 sequence].
-    port_prompt_embeds=("pooled_prompt_embeds", "prompt_embeds"),
-    port_negative_prompt_embeds=("negative_pooled_prompt_embeds", "negative_prompt_embeds"),
-    port_repeated_embeds=(
-        ("pooled_embeds", ("pooled_prompt_embeds",)),
-        ("neg_pooled_embeds", ("negative_pooled_prompt_embeds",)),
+    reference=ReferenceSpec(
+        # Diffusers' FluxPipeline.encode_prompt returns (prompt_embeds, pooled_prompt_embeds, text_ids).
+        encode_prompt=("prompt_embeds", "pooled_prompt_embeds", None),
+        # Diffusers' FluxPipeline passes timestep / 1000 and the raw guidance (the DiT multiplies
+        # both by 1000 inside).
+        timestep_scale=1000.0,
     ),
-    # Diffusers' FluxPipeline.encode_prompt returns (prompt_embeds, pooled_prompt_embeds, text_ids).
-    reference_encode_prompt=("prompt_embeds", "pooled_prompt_embeds", None),
+    port=PortSpec(
+        model_id="FLUX.1-dev",
+        pipeline="FluxPipeline",
+        # SGLang's Req.prompt_embeds for Flux: [CLIP pooled vector, T5 sequence].
+        prompt_embeds=("pooled_prompt_embeds", "prompt_embeds"),
+        negative_prompt_embeds=("negative_pooled_prompt_embeds", "negative_prompt_embeds"),
+        repeated_embeds=(
+            ("pooled_embeds", ("pooled_prompt_embeds",)),
+            ("neg_pooled_embeds", ("negative_pooled_prompt_embeds",)),
+        ),
+        # SGLang passes the timestep as is and the guidance already x1000.
+        guidance_scale=1e-3,
+    ),
     latent_layout="packed",
     block_lists=("transformer_blocks", "single_transformer_blocks"),
     block_outputs=("encoder_hidden_states", "hidden_states"),
-    # Diffusers' FluxPipeline passes timestep / 1000 and the raw guidance (the DiT multiplies
-    # both by 1000 inside); SGLang passes the timestep as is and the guidance already x1000.
-    reference_timestep_scale=1000.0,
-    port_guidance_scale=1e-3,
 )

@@ -1,15 +1,27 @@
 """Qwen-Image: one Qwen2.5-VL text encoder (chat template, system prefix dropped), latents packed 2x2."""
 
+from parity.families.base import PortSpec, ReferenceSpec
 from parity.families.flux import FluxAdapter
 
 QWEN_IMAGE = FluxAdapter(
     name="qwen-image",
     diffusers_classes=("QwenImagePipeline",),
-    sglang_model_id="Qwen-Image",
-    sglang_pipeline="QwenImagePipeline",
-    # SGLang's Req.prompt_embeds for Qwen-Image: [the encoder's last hidden state, template dropped].
-    port_prompt_embeds=("prompt_embeds",),
-    port_negative_prompt_embeds=("negative_prompt_embeds",),
+    reference=ReferenceSpec(
+        # Diffusers' QwenImagePipeline.encode_prompt returns (prompt_embeds, prompt_embeds_mask).
+        encode_prompt=("prompt_embeds", None),
+        # Diffusers passes timestep / 1000; SGLang passes t and divides inside its DiT.
+        timestep_scale=1000.0,
+        # True CFG (with a per-token norm rescale) is `true_cfg_scale` on both sides.
+        cfg_scale_argument="true_cfg_scale",
+    ),
+    port=PortSpec(
+        model_id="Qwen-Image",
+        pipeline="QwenImagePipeline",
+        # SGLang's Req.prompt_embeds for Qwen-Image: [the encoder's last hidden state, template dropped].
+        prompt_embeds=("prompt_embeds",),
+        negative_prompt_embeds=("negative_prompt_embeds",),
+        cfg_scale_argument="true_cfg_scale",
+    ),
     # Both libraries wrap the prompt in the same chat template, then drop its 34-token system prefix.
     prompt_templates=(
         "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, text, "
@@ -19,15 +31,8 @@ QWEN_IMAGE = FluxAdapter(
     # Only the masked tokens' hidden states are kept, so padding never reaches the DiT: Diffusers pads
     # to the longest text, SGLang to its encoder's text_len (512).
     unpadded_tokens=True,
-    # Diffusers' QwenImagePipeline.encode_prompt returns (prompt_embeds, prompt_embeds_mask).
-    reference_encode_prompt=("prompt_embeds", None),
     # The same 2x2 packing of latents into tokens as Flux (Diffusers' _pack_latents).
     latent_layout="packed",
     block_lists=("transformer_blocks",),
     block_outputs=("encoder_hidden_states", "hidden_states"),
-    # Diffusers passes timestep / 1000; SGLang passes t and divides inside its DiT.
-    reference_timestep_scale=1000.0,
-    # True CFG (with a per-token norm rescale) is `true_cfg_scale` on both sides.
-    reference_cfg_scale_argument="true_cfg_scale",
-    port_cfg_scale_argument="true_cfg_scale",
 )

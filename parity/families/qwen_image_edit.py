@@ -8,6 +8,7 @@ import dataclasses
 
 import torch
 
+from parity.families.base import PortSpec, ReferenceSpec
 from parity.families.flux import FluxAdapter
 from parity.trace import Record
 
@@ -32,16 +33,31 @@ class QwenImageEditAdapter(FluxAdapter):
 QWEN_IMAGE_EDIT = QwenImageEditAdapter(
     name="qwen-image-edit",
     diffusers_classes=("QwenImageEditPipeline",),
-    # "Qwen/Qwen-Image-Edit" (not -2509 / -2511, which are the Edit-Plus pipelines).
-    sglang_model_id="Qwen-Image-Edit",
-    sglang_pipeline="QwenImageEditPipeline",
-    # SGLang's Req.prompt_embeds: [the encoder's last hidden state over text and image tokens, template dropped].
-    port_prompt_embeds=("prompt_embeds",),
-    port_negative_prompt_embeds=("negative_prompt_embeds",),
-    # Both libraries tokenize through the Qwen2VLProcessor (ids with `<|image_pad|>` expanded), not the
-    # tokenizer component: Diffusers' pipeline component `processor`, SGLang's ImageEncodingStage.image_processor.
-    reference_tokenizers=("processor",),
-    port_tokenizers=("image_processor",),
+    reference=ReferenceSpec(
+        # Both libraries tokenize through the Qwen2VLProcessor (ids with `<|image_pad|>` expanded), not the
+        # tokenizer component: Diffusers' pipeline component `processor`, SGLang's ImageEncodingStage.image_processor.
+        tokenizers=("processor",),
+        # Diffusers' QwenImageEditPipeline.encode_prompt returns (prompt_embeds, prompt_embeds_mask).
+        encode_prompt=("prompt_embeds", None),
+        # The condition image's packed VAE latents: Diffusers' prepare_latents returns (latents, image_latents),
+        # SGLang's ImageVAEEncodingStage fills Req.image_latent.
+        prepare_latents=("latents", "image_latents"),
+        # Diffusers passes timestep / 1000; SGLang passes t and divides inside its DiT.
+        timestep_scale=1000.0,
+        cfg_scale_argument="true_cfg_scale",
+        # Diffusers takes the PIL `image`, SGLang reads the same pixels from `image_path` (the defaults).
+    ),
+    port=PortSpec(
+        # "Qwen/Qwen-Image-Edit" (not -2509 / -2511, which are the Edit-Plus pipelines).
+        model_id="Qwen-Image-Edit",
+        pipeline="QwenImageEditPipeline",
+        # SGLang's Req.prompt_embeds: [the encoder's last hidden state over text and image tokens, template dropped].
+        prompt_embeds=("prompt_embeds",),
+        negative_prompt_embeds=("negative_prompt_embeds",),
+        tokenizers=("image_processor",),
+        latent_fields=(("image_latent", "image_latents"),),
+        cfg_scale_argument="true_cfg_scale",
+    ),
     # The same Edit chat template on both sides; both drop its 64-token system prefix.
     prompt_templates=(
         "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, objects, "
@@ -51,18 +67,7 @@ QWEN_IMAGE_EDIT = QwenImageEditAdapter(
         "<|im_start|>assistant\n",
     ),
     unpadded_tokens=True,
-    # Diffusers' QwenImageEditPipeline.encode_prompt returns (prompt_embeds, prompt_embeds_mask).
-    reference_encode_prompt=("prompt_embeds", None),
-    # The condition image's packed VAE latents: Diffusers' prepare_latents returns (latents, image_latents),
-    # SGLang's ImageVAEEncodingStage fills Req.image_latent.
-    reference_prepare_latents=("latents", "image_latents"),
-    port_latent_fields=(("image_latent", "image_latents"),),
     latent_layout="packed",
     block_lists=("transformer_blocks",),
     block_outputs=("encoder_hidden_states", "hidden_states"),
-    # Diffusers passes timestep / 1000; SGLang passes t and divides inside its DiT.
-    reference_timestep_scale=1000.0,
-    reference_cfg_scale_argument="true_cfg_scale",
-    port_cfg_scale_argument="true_cfg_scale",
-    # Diffusers takes the PIL `image`, SGLang reads the same pixels from `image_path` (the defaults).
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from parity.errors import ParityError
-from parity.families.base import FamilyAdapter
+from parity.families.base import FamilyAdapter, PortSpec, ReferenceSpec
 from parity.families.qwen_image import QWEN_IMAGE
 from parity.trace import Record
 
@@ -55,33 +55,37 @@ def unpack_layers(packed: torch.Tensor, image_height: int, image_width: int) -> 
 QWEN_IMAGE_LAYERED = QwenImageLayeredAdapter(
     name="qwen-image-layered",
     diffusers_classes=("QwenImageLayeredPipeline",),
-    sglang_model_id="Qwen-Image-Layered",
-    sglang_pipeline="QwenImageLayeredPipeline",
-    # One Hybrid stage (QwenImageLayeredBeforeDenoisingStage) fills Req.prompt_embeds,
-    # negative_prompt_embeds, latents, image_latent and the schedule; the runner reads them after it.
-    port_prompt_embeds=("prompt_embeds",),
-    port_negative_prompt_embeds=("negative_prompt_embeds",),
-    # The Hybrid stage keeps its tokenizer as `tokenizer` (no `tokenizers` list).
-    port_tokenizers=("tokenizer",),
+    reference=ReferenceSpec(
+        encode_prompt=("prompt_embeds", None),
+        # prepare_latents returns (noise, the condition image's VAE latents), both packed; SGLang keeps the
+        # latter in Req.image_latent.
+        prepare_latents=("latents", "image_latents"),
+        timestep_scale=1000.0,
+        cfg_scale_argument="true_cfg_scale",
+        # Diffusers takes the layer count as `layers`, SGLang as `num_frames`.
+        num_frames_argument="layers",
+        # Diffusers' pipeline takes no height/width: the output size follows the image and the 640 px bucket.
+        omitted_arguments=("height", "width"),
+    ),
+    port=PortSpec(
+        model_id="Qwen-Image-Layered",
+        pipeline="QwenImageLayeredPipeline",
+        # One Hybrid stage (QwenImageLayeredBeforeDenoisingStage) fills Req.prompt_embeds,
+        # negative_prompt_embeds, latents, image_latent and the schedule; the runner reads them after it.
+        prompt_embeds=("prompt_embeds",),
+        negative_prompt_embeds=("negative_prompt_embeds",),
+        # The Hybrid stage keeps its tokenizer as `tokenizer` (no `tokenizers` list).
+        tokenizers=("tokenizer",),
+        latent_fields=(("image_latent", "image_latents"),),
+        cfg_scale_argument="true_cfg_scale",
+        num_frames_argument="num_frames",
+    ),
     prompt_templates=QWEN_IMAGE.prompt_templates,
     unpadded_tokens=True,
-    reference_encode_prompt=("prompt_embeds", None),
-    # prepare_latents returns (noise, the condition image's VAE latents), both packed; SGLang keeps the
-    # latter in Req.image_latent.
-    reference_prepare_latents=("latents", "image_latents"),
-    port_latent_fields=(("image_latent", "image_latents"),),
     latent_layout="packed_layers",
     block_lists=("transformer_blocks",),
     block_outputs=("encoder_hidden_states", "hidden_states"),
-    reference_timestep_scale=1000.0,
-    reference_cfg_scale_argument="true_cfg_scale",
-    port_cfg_scale_argument="true_cfg_scale",
-    # Diffusers takes the layer count as `layers`, SGLang as `num_frames`.
-    reference_num_frames_argument="layers",
-    port_num_frames_argument="num_frames",
     input_image_mode="RGBA",
-    # Diffusers' pipeline takes no height/width: the output size follows the image and the 640 px bucket.
-    reference_omitted_arguments=("height", "width"),
     # Defaults differ (Diffusers: no CFG renormalization, Chinese caption prompt; SGLang: both the other
     # way); use_en_prompt only picks the captioning prompt of an empty prompt, which the case never has.
     call_inputs=(("cfg_normalize", True), ("use_en_prompt", True)),

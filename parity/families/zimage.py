@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from parity.families.base import FamilyAdapter
+from parity.families.base import FamilyAdapter, PortSpec, ReferenceSpec
 from parity.trace import Record
 
 
@@ -28,13 +28,28 @@ class ZImageAdapter(FamilyAdapter):
 ZIMAGE = ZImageAdapter(
     name="zimage",
     diffusers_classes=("ZImagePipeline",),
-    # "Tongyi-MAI/Z-Image" (CFG model; "Z-Image-Turbo" maps to the same pipeline with turbo defaults).
-    sglang_model_id="Z-Image",
-    sglang_pipeline="ZImagePipeline",
-    port_prompt_embeds=("prompt_embeds",),
-    port_negative_prompt_embeds=("negative_prompt_embeds",),
-    # Diffusers' ZImagePipeline.encode_prompt returns (prompt_embeds, negative_prompt_embeds), per-prompt lists.
-    reference_encode_prompt=("prompt_embeds", "negative_prompt_embeds"),
+    # Diffusers calls its DiT as (x, t, cap_feats) with t = (1000 - t) / 1000 and negates the output
+    # itself; SGLang passes hidden_states and timestep=t, and its DiT negates inside.
+    reference=ReferenceSpec(
+        # Diffusers' ZImagePipeline.encode_prompt returns (prompt_embeds, negative_prompt_embeds), per-prompt lists.
+        encode_prompt=("prompt_embeds", "negative_prompt_embeds"),
+        dit_arguments=("x", "t", "guidance"),
+        timestep_scale=-1000.0,
+        timestep_offset=1000.0,
+        dit_output_scale=-1.0,
+        # Diffusers runs both CFG branches as one DiT call, conditional first; CFG is cond + s * (cond - uncond)
+        # with s = guidance_scale on both sides.
+        cfg_batch="cond_uncond",
+        cfg_scale_argument="guidance_scale",
+    ),
+    port=PortSpec(
+        # "Tongyi-MAI/Z-Image" (CFG model; "Z-Image-Turbo" maps to the same pipeline with turbo defaults).
+        model_id="Z-Image",
+        pipeline="ZImagePipeline",
+        prompt_embeds=("prompt_embeds",),
+        negative_prompt_embeds=("negative_prompt_embeds",),
+        cfg_scale_argument="guidance_scale",
+    ),
     # Both sides tokenize the chat-templated prompt (apply_chat_template, generation prompt, thinking on).
     prompt_templates=("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",),
     # Diffusers keeps latents (B, C, H, W) and hands its DiT one (C, 1, H, W) per sample; SGLang keeps (B, C, 1, H, W).
@@ -42,18 +57,7 @@ ZIMAGE = ZImageAdapter(
     block_lists=("noise_refiner", "context_refiner", "layers"),
     block_inputs=("x",),
     block_lists_chained=False,
-    # Diffusers calls its DiT as (x, t, cap_feats) with t = (1000 - t) / 1000 and negates the output
-    # itself; SGLang passes hidden_states and timestep=t, and its DiT negates inside.
-    reference_dit_arguments=("x", "t", "guidance"),
-    reference_timestep_scale=-1000.0,
-    reference_timestep_offset=1000.0,
-    reference_dit_output_scale=-1.0,
     dit_guidance=False,
-    # Diffusers runs both CFG branches as one DiT call, conditional first; CFG is cond + s * (cond - uncond)
-    # with s = guidance_scale on both sides.
-    reference_cfg_batch="cond_uncond",
-    reference_cfg_scale_argument="guidance_scale",
-    port_cfg_scale_argument="guidance_scale",
     # CFG renormalization: off by default in Diffusers, on in SGLang's Z-Image sampling params.
     call_inputs=(("cfg_normalization", False),),
 )

@@ -1,14 +1,27 @@
 """Runners build and run one library's pipeline with taps, filling a Trace.
 
-Each runner is the only module that knows its library's internals:
-`diffusers_runner` (the reference) and `sglang_runner` (the port).
+One `Runner` per side, from `runner_for(side)`: `DiffusersRunner` (the reference, in
+`diffusers_runner`) and `SGLangRunner` (the port, in `sglang_runner`); each is the only module that
+knows its library's internals, and is imported only when asked for, so importing this package
+imports neither library. What both share lives beside them: `parity.inputs` (a case's pipeline
+inputs), `cache` (loaded pipelines), `recorder` (the denoising loop), `stage_taps` (tokenizers, VAE
+decode), `teacher` (isolated mode), `replay` (the fp64 referee's replay), `port_ops` (the port's
+native-ops routing).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parity.trace import Trace
+from parity.vocab import Side
+
+if TYPE_CHECKING:
+    from parity.cases import Case
+    from parity.families.base import FamilyAdapter
 
 
 @dataclass
@@ -28,6 +41,42 @@ class RunOptions:
     block_steps: frozenset[int] = frozenset()  # denoising steps whose DiT blocks are recorded
     teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
     replay_step: int | None = None  # fp64 referee: replay this step's DiT call and blocks in float64
+
+
+class Runner(Protocol):
+    """One side's library: loads its pipeline for a model directory (once per process) and runs it."""
+
+    side: Side
+
+    def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+        """The library's pipeline for this directory and the case's dtype and device (and, for the port,
+        op mode), loaded once per process and reused by reruns, the isolated run, the referee and
+        benchmarks."""
+        ...
+
+    def run(self, model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
+        """One call of the pipeline on the case with taps, recording into `trace`."""
+        ...
+
+    def bare(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+        """One call of the loaded pipeline on the case with no taps (the benchmark's "library alone")."""
+        ...
+
+
+def runner_for(side: Side) -> Runner:
+    """The runner of `side` (one per process), its library imported only now."""
+    return _runner(Side(side))
+
+
+@functools.cache
+def _runner(side: Side) -> Runner:
+    if side == Side.REFERENCE:
+        from parity.runners.diffusers_runner import DiffusersRunner
+
+        return DiffusersRunner()
+    from parity.runners.sglang_runner import SGLangRunner
+
+    return SGLangRunner()
 
 
 def qualified_name(obj: object) -> str:

@@ -11,21 +11,16 @@ from parity import images, stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
+from parity.inputs import pipeline_inputs
 from parity.runners import RunInfo, RunOptions, qualified_name
-from parity.runners.common import DenoisingRecorder, tap_tokenizer, tap_vae_decode
+from parity.runners.cache import PipelineCache
+from parity.runners.recorder import DenoisingRecorder
+from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
 from parity.taps import Taps, first_tensor
 from parity.trace import Trace
+from parity.vocab import Side
 
-_LOADED: dict[tuple, Any] = {}
-
-
-def load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
-    """The Diffusers pipeline for this directory, dtype and device; loaded once per process and
-    reused by reruns, the isolated run, the referee and benchmarks (taps are removed after each run)."""
-    key = (str(model_dir), case.dtype, case.device)
-    if key not in _LOADED:
-        _LOADED[key] = _load(model_dir, case, adapter)
-    return _LOADED[key]
+_PIPELINES: PipelineCache[Any] = PipelineCache()
 
 
 def _load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
@@ -48,99 +43,93 @@ def _load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
 
 
 def call_inputs(case: Case, adapter: FamilyAdapter) -> dict[str, Any]:
-    """The pipeline call's arguments for the case (the initial noise from a seeded CPU generator,
-    as SGLang draws it, so both sides start from the same latents on any device)."""
-    generator = torch.Generator("cpu").manual_seed(case.seed)
-    inputs = {
-        "prompt": case.prompt,
-        "height": case.height,
-        "width": case.width,
-        "num_inference_steps": case.steps,
-        "guidance_scale": case.guidance_scale,
+    """The pipeline call's arguments for the case (parity.inputs), with Diffusers' own: the initial noise
+    from a seeded CPU generator, as SGLang draws it, so both sides start from the same latents on any
+    device; tensors out; the text encoders' max_sequence_length; the input image as a PIL image."""
+    library = {
         "max_sequence_length": case.max_sequence_length,
-        "generator": generator,
+        "generator": torch.Generator("cpu").manual_seed(case.seed),
         "output_type": "pt",
     }
-    if case.num_frames is not None:  # video pipelines only (or Qwen-Image-Layered's layers)
-        inputs[adapter.reference_num_frames_argument] = case.num_frames
-    if case.negative_prompt is not None:  # the CFG scale may replace guidance_scale (SD3)
-        inputs["negative_prompt"] = case.negative_prompt
-        inputs[adapter.reference_cfg_scale_argument] = case.true_cfg_scale
-    if case.input_image is not None:
-        image = images.load(case.input_image, case.input_image_size, adapter.input_image_mode)
-        inputs[adapter.reference_image_argument] = image
-    inputs.update(adapter.call_inputs)  # inputs whose defaults differ between the libraries
-    for name in adapter.reference_omitted_arguments:  # arguments this pipeline does not take
-        inputs.pop(name, None)
-    return inputs
+    return pipeline_inputs(case, adapter, Side.REFERENCE, library, images.load)
 
 
-def bare(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
-    """One call of the loaded pipeline with no taps (the benchmark's "Diffusers alone")."""
-    pipe = load(model_dir, case, adapter)
-    with torch.no_grad():
-        return pipe(**call_inputs(case, adapter))
+class DiffusersRunner:
+    """The reference side's Runner (see parity.runners.Runner)."""
 
+    side = Side.REFERENCE
 
-def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
-    pipe = load(model_dir, case, adapter)
-    info = RunInfo(
-        pipeline=qualified_name(pipe),
-        components={name: qualified_name(module) for name, module in pipe.components.items() if module is not None},
-    )
-    size = {"height": case.height, "width": case.width}
-    layout = adapter.latent_layout
-    loop = DenoisingRecorder(trace, case, adapter, "reference", options)
+    def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+        """The Diffusers pipeline for this directory, dtype and device; loaded once per process and
+        reused by reruns, the isolated run, the referee and benchmarks (taps are removed after each run)."""
+        key = (str(model_dir), case.dtype, case.device)
+        return _PIPELINES.get(key, lambda: _load(model_dir, case, adapter))
 
-    def on_encode_prompt(args: tuple, kwargs: dict, result: Any) -> None:
-        prompt = kwargs.get("prompt", args[0] if args else None)
-        prefix = "negative_" if case.negative_prompt is not None and prompt == case.negative_prompt else ""
-        for name, value in zip(adapter.reference_encode_prompt, result, strict=False):
-            if name is not None and value is not None:
-                trace.add(prefix + name, stages.TEXT_ENCODING, value)
-
-    def encoder_recorder(names: tuple[str | None, ...]):
-        def on_encode(args: tuple, kwargs: dict, result: Any) -> None:
-            for name, value in zip(names, result if isinstance(result, tuple) else (result,), strict=False):
-                if name is not None and value is not None:
-                    trace.add(name, stages.TEXT_ENCODING, value)
-
-        return on_encode
-
-    def on_prepare_latents(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("latents", stages.LATENT_PREPARATION, first_tensor(result), layout=layout, **size)
-        # Further outputs the adapter names (e.g. a condition image's latents), in the layout returned.
-        if isinstance(result, tuple):
-            for name, value in zip(adapter.reference_prepare_latents[1:], result[1:], strict=False):
-                if name is not None and value is not None:
-                    trace.add(name, stages.LATENT_PREPARATION, value)
-
-    def on_set_timesteps(args: tuple, kwargs: dict, result: Any) -> None:
-        trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps)
-        trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
-
-    with Taps() as taps:
-        tokenizers = adapter.reference_tokenizers or sorted(
-            n for n, m in pipe.components.items() if n.startswith("tokenizer") and m
-        )
-        for index, name in enumerate(tokenizers):
-            tap_tokenizer(taps, pipe.components[name], index, trace, case.prompt, adapter=adapter)
-        taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
-        for method, names in adapter.reference_encoders:  # e.g. an image encoder's embeddings
-            taps.wrap_method(pipe, method, encoder_recorder(names))
-        taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
-        taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
-        taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
-        loop.tap_dit(taps, pipe.transformer, adapter, "reference")
-        tap_vae_decode(taps, pipe.vae, trace)
-        inputs = call_inputs(case, adapter)
+    def bare(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+        """One call of the loaded pipeline with no taps (the benchmark's "Diffusers alone")."""
+        pipe = self.load(model_dir, case, adapter)
         with torch.no_grad():
-            output = pipe(**inputs)
-    frames = output.images if hasattr(output, "images") else output.frames
-    if isinstance(frames, list) and all(isinstance(f, torch.Tensor) for f in frames):
-        frames = torch.stack(frames)  # one tensor per prompt (Qwen-Image-Layered: its layers, T x C x H x W)
-    frames = torch.as_tensor(frames).float()
-    if frames.ndim == 5:  # Diffusers' video postprocessing with output_type="pt" gives B x T x C x H x W
-        frames = frames.permute(0, 2, 1, 3, 4)
-    trace.add("frames", stages.DECODING, frames, layout="frames_bcthw")
-    return info
+            return pipe(**call_inputs(case, adapter))
+
+    def run(self, model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
+        pipe = self.load(model_dir, case, adapter)
+        info = RunInfo(
+            pipeline=qualified_name(pipe),
+            components={name: qualified_name(module) for name, module in pipe.components.items() if module is not None},
+        )
+        size = {"height": case.height, "width": case.width}
+        layout = adapter.latent_layout
+        loop = DenoisingRecorder(trace, case, adapter, Side.REFERENCE, options)
+
+        def on_encode_prompt(args: tuple, kwargs: dict, result: Any) -> None:
+            prompt = kwargs.get("prompt", args[0] if args else None)
+            prefix = "negative_" if case.negative_prompt is not None and prompt == case.negative_prompt else ""
+            for name, value in zip(adapter.reference.encode_prompt, result, strict=False):
+                if name is not None and value is not None:
+                    trace.add(prefix + name, stages.TEXT_ENCODING, value)
+
+        def encoder_recorder(names: tuple[str | None, ...]):
+            def on_encode(args: tuple, kwargs: dict, result: Any) -> None:
+                for name, value in zip(names, result if isinstance(result, tuple) else (result,), strict=False):
+                    if name is not None and value is not None:
+                        trace.add(name, stages.TEXT_ENCODING, value)
+
+            return on_encode
+
+        def on_prepare_latents(args: tuple, kwargs: dict, result: Any) -> None:
+            trace.add("latents", stages.LATENT_PREPARATION, first_tensor(result), layout=layout, **size)
+            # Further outputs the adapter names (e.g. a condition image's latents), in the layout returned.
+            if isinstance(result, tuple):
+                for name, value in zip(adapter.reference.prepare_latents[1:], result[1:], strict=False):
+                    if name is not None and value is not None:
+                        trace.add(name, stages.LATENT_PREPARATION, value)
+
+        def on_set_timesteps(args: tuple, kwargs: dict, result: Any) -> None:
+            trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps)
+            trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
+
+        with Taps() as taps:
+            tokenizers = adapter.reference.tokenizers or sorted(
+                n for n, m in pipe.components.items() if n.startswith("tokenizer") and m
+            )
+            for index, name in enumerate(tokenizers):
+                tap_tokenizer(taps, pipe.components[name], index, trace, case.prompt, adapter=adapter)
+            taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
+            for method, names in adapter.reference.encoders:  # e.g. an image encoder's embeddings
+                taps.wrap_method(pipe, method, encoder_recorder(names))
+            taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
+            taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
+            taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
+            loop.tap_dit(taps, pipe.transformer, adapter, Side.REFERENCE)
+            tap_vae_decode(taps, pipe.vae, trace)
+            inputs = call_inputs(case, adapter)
+            with torch.no_grad():
+                output = pipe(**inputs)
+        frames = output.images if hasattr(output, "images") else output.frames
+        if isinstance(frames, list) and all(isinstance(f, torch.Tensor) for f in frames):
+            frames = torch.stack(frames)  # one tensor per prompt (Qwen-Image-Layered: its layers, T x C x H x W)
+        frames = torch.as_tensor(frames).float()
+        if frames.ndim == 5:  # Diffusers' video postprocessing with output_type="pt" gives B x T x C x H x W
+            frames = frames.permute(0, 2, 1, 3, 4)
+        trace.add("frames", stages.DECODING, frames, layout="frames_bcthw")
+        return info

@@ -22,10 +22,15 @@ from parity import images, stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
+from parity.inputs import pipeline_inputs
 from parity.runners import RunInfo, RunOptions, port_ops, qualified_name
-from parity.runners.common import DenoisingRecorder, Teacher, tap_tokenizer, tap_vae_decode
+from parity.runners.cache import PipelineCache
+from parity.runners.recorder import DenoisingRecorder
+from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
+from parity.runners.teacher import Teacher
 from parity.taps import Taps
 from parity.trace import Trace
+from parity.vocab import Side
 
 PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
 # Components that must be SGLang's own implementations, not transformers'/diffusers' classes
@@ -70,10 +75,10 @@ def _init_distributed() -> None:
 def port_model_path(model_dir: Path, adapter: FamilyAdapter) -> Path:
     """The path SGLang is given for the model directory: the directory itself, or, for a family that
     SGLang registers only by a name detector on the path (no hub id, so no model_id selects it:
-    GLM-Image's `"glm-image" in path`), a symlink named `adapter.sglang_model_path_alias` to it, made
+    GLM-Image's `"glm-image" in path`), a symlink named `adapter.port.model_path_alias` to it, made
     once per directory under the temporary directory. This works around SGLang's registry; the
     resolution is still checked to be the native pipeline (check_native_resolution)."""
-    alias = adapter.sglang_model_path_alias
+    alias = adapter.port.model_path_alias
     if alias is None:
         return model_dir
     target = Path(model_dir).resolve()
@@ -92,17 +97,17 @@ def check_native_resolution(model_dir: Path, adapter: FamilyAdapter) -> Any:
     """What SGLang would run for this directory; ParityError unless it is the native port."""
     from sglang.multimodal_gen.registry import get_model_info
 
-    info = get_model_info(str(model_dir), backend="auto", model_id=adapter.sglang_model_id)
+    info = get_model_info(str(model_dir), backend="auto", model_id=adapter.port.model_id)
     if info is None:
-        raise ParityError(f"SGLang cannot resolve a pipeline for {model_dir} (model_id={adapter.sglang_model_id!r})")
+        raise ParityError(f"SGLang cannot resolve a pipeline for {model_dir} (model_id={adapter.port.model_id!r})")
     resolved = info.pipeline_cls
     is_fallback = "diffusers" in resolved.__module__.rsplit(".", 1)[-1]
-    if is_fallback or resolved.__name__ != adapter.sglang_pipeline:
+    if is_fallback or resolved.__name__ != adapter.port.pipeline:
         what = "its Diffusers backend" if is_fallback else "a different pipeline"
         raise ParityError(
             f"SGLang resolved {model_dir.name} to {qualified_name(resolved)} ({what}), not its native "
-            f"{adapter.sglang_pipeline}: the port would not be under test "
-            f"(family {adapter.name!r}, model_id={adapter.sglang_model_id!r})"
+            f"{adapter.port.pipeline}: the port would not be under test "
+            f"(family {adapter.name!r}, model_id={adapter.port.model_id!r})"
         )
     return info
 
@@ -114,7 +119,7 @@ def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any,
     encoders = len(info.pipeline_config_cls().text_encoder_configs)
     server_args = ServerArgs.from_kwargs(
         model_path=str(model_dir),
-        model_id=adapter.sglang_model_id,
+        model_id=adapter.port.model_id,
         backend="sglang",
         num_gpus=1,
         dit_precision=precision,
@@ -134,10 +139,10 @@ def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any,
 
 
 def _check_built(pipe: Any, adapter: FamilyAdapter) -> dict[str, str]:
-    if type(pipe).__name__ != adapter.sglang_pipeline or not type(pipe).__module__.startswith(
+    if type(pipe).__name__ != adapter.port.pipeline or not type(pipe).__module__.startswith(
         "sglang.multimodal_gen.runtime.pipelines."
     ):
-        raise ParityError(f"SGLang built {qualified_name(pipe)}, not its native {adapter.sglang_pipeline}")
+        raise ParityError(f"SGLang built {qualified_name(pipe)}, not its native {adapter.port.pipeline}")
     components = {name: qualified_name(m) for name, m in pipe.modules.items() if m is not None}
     for name, cls in components.items():
         if name.startswith(NATIVE_COMPONENT_PREFIXES) and not cls.startswith("sglang."):
@@ -159,27 +164,13 @@ class Loaded:
     model_path: Path | None = None  # what SGLang was given for the model directory (port_model_path)
 
 
-_LOADED: dict[tuple, Loaded] = {}
+_PIPELINES: PipelineCache[Loaded] = PipelineCache()
 
 
 def ops_mode_for(case: Case) -> str:
     if case.port_ops == "both":  # the harness runs the port once per mode
         raise ParityError("the SGLang runner runs one op mode at a time: kernels or native")
     return case.port_ops if case.port_ops != "auto" else port_ops.default_mode(case.device)
-
-
-def load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Loaded:
-    """The native pipeline for this directory, dtype, device and op mode; built once per process
-    and reused by reruns, the isolated run, the referee and benchmarks."""
-    ops_mode = ops_mode_for(case)
-    key = (str(model_dir), case.dtype, case.device, ops_mode)
-    if key not in _LOADED:
-        _LOADED[key] = _load(model_dir, case, adapter, ops_mode)
-    loaded = _LOADED[key]
-    from sglang.multimodal_gen.runtime.server_args import set_global_server_args
-
-    set_global_server_args(loaded.server_args)  # the last built pipeline's args are global in SGLang
-    return loaded
 
 
 def _load(model_dir: Path, case: Case, adapter: FamilyAdapter, ops_mode: str) -> Loaded:
@@ -194,39 +185,29 @@ def _load(model_dir: Path, case: Case, adapter: FamilyAdapter, ops_mode: str) ->
         try:
             pipe = build_pipeline(server_args)
         except Exception as exc:
-            raise ParityError(f"SGLang cannot build {adapter.sglang_pipeline} from {model_dir}: {exc}") from exc
+            raise ParityError(f"SGLang cannot build {adapter.port.pipeline} from {model_dir}: {exc}") from exc
     return Loaded(pipe, server_args, ops_mode, _check_built(pipe, adapter), model_dir)
 
 
 def request(loaded: Loaded, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
     """A fresh Req for the case, with every input set explicitly (SGLang's per-model defaults,
-    e.g. a default negative prompt, must not differ silently from the reference's)."""
+    e.g. a default negative prompt, must not differ silently from the reference's): the case's inputs
+    (parity.inputs) with SGLang's own: the seed, the initial noise drawn from a CPU generator as the
+    reference draws it, on any device; the negative prompt None when the case has none (SamplingParams'
+    default is a long one); the input image as a file of the same pixels."""
     from sglang.multimodal_gen.configs.sample.sampling_params import SamplingParams
     from sglang.multimodal_gen.runtime.entrypoints.utils import prepare_request
 
-    inputs = {
-        "prompt": case.prompt,
-        "negative_prompt": case.negative_prompt,
-        "height": case.height,
-        "width": case.width,
-        "num_inference_steps": case.steps,
-        "guidance_scale": case.guidance_scale,
-        "seed": case.seed,
-        # The initial noise from a CPU generator, as the reference draws it, on any device.
-        "generator_device": "cpu",
-    }
-    if case.num_frames is not None:  # video pipelines only (or Qwen-Image-Layered's layers)
-        inputs[adapter.port_num_frames_argument] = case.num_frames
-    if case.true_cfg_scale is not None:  # the CFG scale may replace guidance_scale (SD3)
-        inputs[adapter.port_cfg_scale_argument] = case.true_cfg_scale
-    if case.input_image is not None:  # the same pixels as the reference's, as a file
-        path = images.as_file(case.input_image, case.input_image_size, adapter.input_image_mode)
-        inputs[adapter.port_image_argument] = str(path)
-    inputs.update(adapter.call_inputs)  # inputs whose defaults differ between the libraries
+    library = {"negative_prompt": None, "seed": case.seed, "generator_device": "cpu"}
+    inputs = pipeline_inputs(case, adapter, Side.PORT, library, _image_path)
     params = SamplingParams.from_user_sampling_params_args(
         str(loaded.model_path or model_dir), loaded.server_args, **inputs
     )
     return prepare_request(loaded.server_args, params)
+
+
+def _image_path(spec: str, size: int | None, mode: str) -> str:
+    return str(images.as_file(spec, size, mode))
 
 
 def forward(loaded: Loaded, req: Any) -> Any:
@@ -236,110 +217,125 @@ def forward(loaded: Loaded, req: Any) -> Any:
     return output, kernels
 
 
-def bare(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
-    """One request through the built pipeline with no taps (the benchmark's "SGLang alone")."""
-    loaded = load(model_dir, case, adapter)
-    return forward(loaded, request(loaded, model_dir, case, adapter))[0]
+class SGLangRunner:
+    """The port side's Runner (see parity.runners.Runner)."""
 
+    side = Side.PORT
 
-def run(model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
-    loaded = load(model_dir, case, adapter)
-    pipe, server_args = loaded.pipe, loaded.server_args
-    run_info = RunInfo(pipeline=qualified_name(pipe), components=dict(loaded.components))
-    if adapter.sglang_model_path_alias is not None:
-        run_info.notes.append(
-            f"SGLang was given {loaded.model_path}, a symlink named {adapter.sglang_model_path_alias!r} to the "
-            f"model directory: SGLang registers {adapter.sglang_pipeline} only by a detector on the path"
-        )
-    req = request(loaded, model_dir, case, adapter)
+    def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Loaded:
+        """The native pipeline for this directory, dtype, device and op mode; built once per process
+        and reused by reruns, the isolated run, the referee and benchmarks."""
+        ops_mode = ops_mode_for(case)
+        key = (str(model_dir), case.dtype, case.device, ops_mode)
+        loaded = _PIPELINES.get(key, lambda: _load(model_dir, case, adapter, ops_mode))
+        from sglang.multimodal_gen.runtime.server_args import set_global_server_args
 
-    size = {"height": case.height, "width": case.width}
-    layout = adapter.latent_layout
-    loop = DenoisingRecorder(trace, case, adapter, "port", options)
-    teacher = Teacher(options.teacher) if options.teacher is not None else None
-    recorded: set[str] = set()
+        set_global_server_args(loaded.server_args)  # the last built pipeline's args are global in SGLang
+        return loaded
 
-    def reference_for(name: str, value: Any) -> Any:
-        """Isolated mode: the reference's value to put in the Req instead of the port's."""
-        found = teacher.get(name, like=value) if teacher is not None else None
-        return value if found is None else found
+    def bare(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+        """One request through the built pipeline with no taps (the benchmark's "SGLang alone")."""
+        loaded = self.load(model_dir, case, adapter)
+        return forward(loaded, request(loaded, model_dir, case, adapter))[0]
 
-    embeds_seen: dict[str, list[int]] = {}
+    def run(self, model_dir: Path, case: Case, adapter: FamilyAdapter, trace: Trace, options: RunOptions) -> RunInfo:
+        loaded = self.load(model_dir, case, adapter)
+        pipe, server_args = loaded.pipe, loaded.server_args
+        run_info = RunInfo(pipeline=qualified_name(pipe), components=dict(loaded.components))
+        if adapter.port.model_path_alias is not None:
+            run_info.notes.append(
+                f"SGLang was given {loaded.model_path}, a symlink named {adapter.port.model_path_alias!r} to the "
+                f"model directory: SGLang registers {adapter.port.pipeline} only by a detector on the path"
+            )
+        req = request(loaded, model_dir, case, adapter)
 
-    def read_contract_fields(batch: Any, taps: Taps) -> None:
-        """After any stage: record the Req contract fields it filled, by their role, so a Hybrid
-        port's single BeforeDenoisingStage is reported stage by stage too. Latents and the schedule
-        are recorded when first set; prompt embeddings again whenever a later stage replaces them
-        (SD3 merges its three encoders' outputs in a stage of its own), so the last record is what
-        the denoiser consumes."""
-        for field, names in (
-            ("prompt_embeds", adapter.port_prompt_embeds),
-            ("negative_prompt_embeds", adapter.port_negative_prompt_embeds),
-            *adapter.port_pooled_fields,
-        ):
-            values = getattr(batch, field, None)
-            if values and embeds_seen.get(field) != [id(v) for v in values]:
-                for index, (name, value) in enumerate(zip(names, values, strict=False)):
-                    trace.add(name, stages.TEXT_ENCODING, value)
-                    values[index] = reference_for(name, value)
-                for repeat_field, repeat_names in adapter.port_repeated_embeds:
-                    repeated = getattr(batch, repeat_field, None) or []
-                    for index, name in enumerate(repeat_names[: len(repeated)]):
-                        repeated[index] = reference_for(name, repeated[index])
-                embeds_seen[field] = [id(v) for v in values]
-        if "latents" not in recorded and getattr(batch, "latents", None) is not None:
-            recorded.add("latents")
-            trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
-            batch.latents = reference_for("latents", batch.latents)
-        # Further tensor fields, e.g. a condition image's latents, GLM-Image's AR prior tokens.
-        for fields, stage in (
-            (adapter.port_text_fields, stages.TEXT_ENCODING),
-            (adapter.port_latent_fields, stages.LATENT_PREPARATION),
-        ):
-            for field, name in fields:
-                if name not in recorded and getattr(batch, field, None) is not None:
-                    recorded.add(name)
-                    trace.add(name, stage, getattr(batch, field))
-                    setattr(batch, field, reference_for(name, getattr(batch, field)))
-        if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
-            recorded.add("timesteps")
-            # The schedule actually used lives on the request's scheduler (batch.sigmas is
-            # the unshifted input linspace).
-            scheduler = getattr(batch, "scheduler", None)
-            source = scheduler if scheduler is not None else batch
-            trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
-            trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
-            if teacher is not None:
-                source.timesteps = reference_for("timesteps", source.timesteps)
-                source.sigmas = reference_for("sigmas", source.sigmas)
-                batch.timesteps = reference_for("timesteps", batch.timesteps)
-            if scheduler is not None:
-                taps.wrap_method(scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
+        size = {"height": case.height, "width": case.width}
+        layout = adapter.latent_layout
+        loop = DenoisingRecorder(trace, case, adapter, Side.PORT, options)
+        teacher = Teacher(options.teacher) if options.teacher is not None else None
+        recorded: set[str] = set()
 
-    with Taps() as taps:
-        for stage in pipe.stages:
-            if adapter.port_tokenizers:  # tokenizer i is the stage attribute the adapter names i-th
-                tokenizers = [getattr(stage, name, None) for name in adapter.port_tokenizers]
-            else:
-                tokenizers = getattr(stage, "tokenizers", None) or []
-            for index, tokenizer in enumerate(tokenizers):
-                if tokenizer is not None:
-                    tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
-            taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
-        loop.tap_dit(taps, pipe.get_module("transformer"), adapter, "port")
-        tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
-        output, kernels = forward(loaded, req)
-    run_info.port_ops = {
-        "mode": loaded.ops_mode,
-        "requested": case.port_ops,
-        "attention_backend": server_args.attention_backend,
-        "rerouted": port_ops.describe_custom_ops(pipe.modules.values()) + kernels
-        if loaded.ops_mode == "native"
-        else [],
-    }
-    frames = getattr(output, "output", None)
-    if frames is None:
-        error = getattr(output, "error", None)
-        raise ParityError(f"SGLang produced no frames{': ' + str(error) if error else ''}")
-    trace.add("frames", stages.DECODING, frames.float(), layout="frames_bcthw")
-    return run_info
+        def reference_for(name: str, value: Any) -> Any:
+            """Isolated mode: the reference's value to put in the Req instead of the port's."""
+            found = teacher.get(name, like=value) if teacher is not None else None
+            return value if found is None else found
+
+        embeds_seen: dict[str, list[int]] = {}
+
+        def read_contract_fields(batch: Any, taps: Taps) -> None:
+            """After any stage: record the Req contract fields it filled, by their role, so a Hybrid
+            port's single BeforeDenoisingStage is reported stage by stage too. Latents and the schedule
+            are recorded when first set; prompt embeddings again whenever a later stage replaces them
+            (SD3 merges its three encoders' outputs in a stage of its own), so the last record is what
+            the denoiser consumes."""
+            for field, names in (
+                ("prompt_embeds", adapter.port.prompt_embeds),
+                ("negative_prompt_embeds", adapter.port.negative_prompt_embeds),
+                *adapter.port.pooled_fields,
+            ):
+                values = getattr(batch, field, None)
+                if values and embeds_seen.get(field) != [id(v) for v in values]:
+                    for index, (name, value) in enumerate(zip(names, values, strict=False)):
+                        trace.add(name, stages.TEXT_ENCODING, value)
+                        values[index] = reference_for(name, value)
+                    for repeat_field, repeat_names in adapter.port.repeated_embeds:
+                        repeated = getattr(batch, repeat_field, None) or []
+                        for index, name in enumerate(repeat_names[: len(repeated)]):
+                            repeated[index] = reference_for(name, repeated[index])
+                    embeds_seen[field] = [id(v) for v in values]
+            if "latents" not in recorded and getattr(batch, "latents", None) is not None:
+                recorded.add("latents")
+                trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
+                batch.latents = reference_for("latents", batch.latents)
+            # Further tensor fields, e.g. a condition image's latents, GLM-Image's AR prior tokens.
+            for fields, stage in (
+                (adapter.port.text_fields, stages.TEXT_ENCODING),
+                (adapter.port.latent_fields, stages.LATENT_PREPARATION),
+            ):
+                for field, name in fields:
+                    if name not in recorded and getattr(batch, field, None) is not None:
+                        recorded.add(name)
+                        trace.add(name, stage, getattr(batch, field))
+                        setattr(batch, field, reference_for(name, getattr(batch, field)))
+            if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
+                recorded.add("timesteps")
+                # The schedule actually used lives on the request's scheduler (batch.sigmas is
+                # the unshifted input linspace).
+                scheduler = getattr(batch, "scheduler", None)
+                source = scheduler if scheduler is not None else batch
+                trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
+                trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
+                if teacher is not None:
+                    source.timesteps = reference_for("timesteps", source.timesteps)
+                    source.sigmas = reference_for("sigmas", source.sigmas)
+                    batch.timesteps = reference_for("timesteps", batch.timesteps)
+                if scheduler is not None:
+                    taps.wrap_method(scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
+
+        with Taps() as taps:
+            for stage in pipe.stages:
+                if adapter.port.tokenizers:  # tokenizer i is the stage attribute the adapter names i-th
+                    tokenizers = [getattr(stage, name, None) for name in adapter.port.tokenizers]
+                else:
+                    tokenizers = getattr(stage, "tokenizers", None) or []
+                for index, tokenizer in enumerate(tokenizers):
+                    if tokenizer is not None:
+                        tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
+                taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
+            loop.tap_dit(taps, pipe.get_module("transformer"), adapter, Side.PORT)
+            tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
+            output, kernels = forward(loaded, req)
+        run_info.port_ops = {
+            "mode": loaded.ops_mode,
+            "requested": case.port_ops,
+            "attention_backend": server_args.attention_backend,
+            "rerouted": port_ops.describe_custom_ops(pipe.modules.values()) + kernels
+            if loaded.ops_mode == "native"
+            else [],
+        }
+        frames = getattr(output, "output", None)
+        if frames is None:
+            error = getattr(output, "error", None)
+            raise ParityError(f"SGLang produced no frames{': ' + str(error) if error else ''}")
+        trace.add("frames", stages.DECODING, frames.float(), layout="frames_bcthw")
+        return run_info

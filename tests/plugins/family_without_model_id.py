@@ -6,4 +6,6 @@ import dataclasses
 from parity import families
 from parity.families.flux import FLUX
 
-families.register(dataclasses.replace(FLUX, name="flux-no-model-id", sglang_model_id=None))
+families.register(
+    dataclasses.replace(FLUX, name="flux-no-model-id", port=dataclasses.replace(FLUX.port, model_id=None))
+)

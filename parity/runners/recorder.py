@@ -1,5 +1,5 @@
-"""Taps both runners share: tokenizers (transformers objects on both sides), the denoising loop,
-the VAE decode; and, in isolated mode, the teacher that feeds the port the reference's values."""
+"""The denoising loop's recorder: the DiT's inputs and outputs, its blocks and the scheduler step,
+named the same way on both sides."""
 
 from __future__ import annotations
 
@@ -14,160 +14,13 @@ from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.referee import FP64
 from parity.runners import RunOptions
-from parity.taps import Taps, argument, first_tensor
-from parity.trace import Key, Trace, stack_samples
+from parity.runners.replay import replay_fp64
+from parity.runners.teacher import Teacher
+from parity.taps import Taps, argument, first_tensor, named_arguments, replace_argument, replace_first
+from parity.trace import Trace, stack_samples
+from parity.vocab import Side
 
 EMBEDDERS = stages.EMBEDDERS
-
-
-def to_double(value: Any) -> Any:
-    """Floating tensors to float64 (complex to complex128), through tuples, lists and dicts."""
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            return value.to(torch.complex128)
-        return value.double() if value.is_floating_point() else value
-    if isinstance(value, (tuple, list)):
-        return type(value)(to_double(v) for v in value)
-    if isinstance(value, dict):
-        return {k: to_double(v) for k, v in value.items()}
-    return value
-
-
-def replay_fp64(module: Any, args: tuple, kwargs: dict) -> Any:
-    """The module's output on the same call with its weights and inputs in float64.
-
-    Cast in place and cast back (float64 holds every fp32/bf16 value exactly, so the round trip
-    is lossless): a copy is not possible, SGLang modules hold process groups.
-    """
-    tensors = list(module.named_parameters()) + list(module.named_buffers())
-    dtypes = {name: t.dtype for name, t in tensors}
-    module.double()
-    device = next(iter(dtypes and module.parameters()), torch.empty(0)).device.type
-    try:
-        # The library may run its DiT under autocast (SGLang can): float64 means no autocast.
-        with torch.no_grad(), torch.autocast(device_type=device, enabled=False):
-            return module.forward(*to_double(args), **to_double(kwargs))
-    finally:
-        for name, t in tensors:
-            t.data = t.data.to(dtypes[name])
-
-
-class Teacher:
-    """The reference's recorded values, handed to the port in isolated (teacher-forced) mode so
-    that every port component is judged on the reference's inputs, free of upstream drift."""
-
-    def __init__(self, trace: Trace) -> None:
-        self.trace = trace
-
-    def get(self, tensor: str, step: int | None = None, block: str | None = None, like: Any = None) -> Any:
-        """The reference value, on `like`'s device and dtype; None when absent or shaped differently."""
-        record = self.trace.get(Key(tensor, step, block))
-        if record is None:
-            return None
-        value = record.value
-        if isinstance(like, torch.Tensor):
-            if tuple(value.shape) != tuple(like.shape):
-                if [n for n in value.shape if n != 1] != [n for n in like.shape if n != 1]:
-                    return None
-                value = value.reshape(like.shape)  # only singleton axes differ (a one-frame axis): same order
-            value = value.to(device=like.device, dtype=like.dtype)
-        return value
-
-
-def named_arguments(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """A module call's leading positional arguments bound to the names of its `forward`, so a block
-    that its DiT calls positionally (Wan's blocks, in both libraries) is read and fed by name.
-    Arguments that cannot be named (positional-only, *args) stay positional."""
-    if not args:
-        return args, kwargs
-    names = [
-        p.name
-        for p in inspect.signature(module.forward).parameters.values()
-        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    ]
-    if len(args) > len(names) or any(name in kwargs for name in names[: len(args)]):
-        return args, kwargs
-    return (), {**dict(zip(names, args, strict=False)), **kwargs}
-
-
-def replace_argument(args: tuple, kwargs: dict, index: int, name: str, value: Any) -> tuple[tuple, dict]:
-    if value is None:
-        return args, kwargs
-    if len(args) > index:
-        return (*args[:index], value, *args[index + 1 :]), kwargs
-    return args, {**kwargs, name: value}
-
-
-def replace_first(result: Any, value: Any) -> Any:
-    """`result` with its main tensor replaced (a tuple's first item, or the tensor itself)."""
-    if value is None:
-        return None
-    if isinstance(result, tuple):
-        return (value, *result[1:])
-    return value
-
-
-def tap_tokenizer(
-    taps: Taps,
-    tokenizer: Any,
-    index: int,
-    trace: Trace,
-    prompt: str,
-    teacher: Teacher | None = None,
-    adapter: FamilyAdapter | None = None,
-) -> None:
-    """Record `input_ids.<index>` / `attention_mask.<index>` of the first call per text; with a
-    teacher, the encoder then receives the reference's ids and mask.
-
-    Only the first call per text counts: Diffusers tokenizes a second time with padding="longest"
-    just to warn about truncation, and that call does not feed the encoder. Any text other than
-    the prompt (or a text the adapter's `prompt_texts` derives from it) is the negative prompt (the
-    case's, or a library default when the case sets none), recorded as `negative_...`, so it can
-    never overwrite the prompt's ids. With the adapter's `unpadded_tokens`, only the tokens the
-    attention mask keeps are recorded.
-    """
-    seen: set[str] = set()
-    prompts = adapter.prompt_texts(prompt) if adapter is not None else {prompt}
-    unpadded = adapter is not None and adapter.unpadded_tokens
-
-    def on_call(args: tuple, kwargs: dict, result: Any) -> Any:
-        text = argument(args, kwargs, 0, "text")
-        text = text[0] if isinstance(text, (list, tuple)) and len(text) == 1 else text
-        if not isinstance(text, str) or text in seen:
-            return None
-        seen.add(text)
-        prefix = "" if text in prompts else "negative_"
-        mask = result.get("attention_mask") if unpadded and hasattr(result, "get") else None
-        for field in ("input_ids", "attention_mask"):
-            value = result.get(field) if hasattr(result, "get") else None
-            if value is None:
-                continue
-            tensor = torch.as_tensor(value)
-            # Batch-first on both sides, whether the library asked for tensors or lists.
-            tensor = tensor.unsqueeze(0) if tensor.ndim == 1 else tensor
-            if mask is not None and tensor.shape[0] == 1:
-                tensor = tensor[:, torch.as_tensor(mask).reshape(-1).bool()]
-            name = f"{prefix}{field}.{index}"
-            trace.add(name, stages.TEXT_ENCODING, tensor)
-            if teacher is not None and isinstance(value, torch.Tensor):
-                reference = teacher.get(name, like=value)
-                if reference is not None:
-                    result[field] = reference
-        return None
-
-    taps.hook_call(tokenizer, on_call)
-
-
-def tap_vae_decode(taps: Taps, vae: Any, trace: Trace, teacher: Teacher | None = None) -> None:
-    """Record what goes into `vae.decode(z)` as `vae_input`; with a teacher, decode the reference's."""
-
-    def before(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        z = argument(args, kwargs, 0, "z")
-        trace.add("vae_input", stages.DECODING, z)
-        reference = teacher.get("vae_input", like=z) if teacher else None
-        return replace_argument(args, kwargs, 0, "z", reference)
-
-    taps.wrap_method(vae, "decode", lambda args, kwargs, result: None, before=before)
 
 
 class DenoisingRecorder:
@@ -185,7 +38,7 @@ class DenoisingRecorder:
     Blocks are re-run on the reference's block inputs beside the normal flow.
     """
 
-    def __init__(self, trace: Trace, case: Case, adapter: FamilyAdapter, side: str, options: RunOptions) -> None:
+    def __init__(self, trace: Trace, case: Case, adapter: FamilyAdapter, side: Side, options: RunOptions) -> None:
         self.trace = trace
         self.cfg = case.cfg_enabled
         self.layout = adapter.latent_layout
@@ -193,21 +46,21 @@ class DenoisingRecorder:
         self.block_outputs = adapter.block_outputs
         self.block_steps = options.block_steps
         self.teacher = Teacher(options.teacher) if options.teacher is not None else None
-        port = side == "port"
-        self.timestep_scale = adapter.port_timestep_scale if port else adapter.reference_timestep_scale
-        self.guidance_scale = adapter.port_guidance_scale if port else adapter.reference_guidance_scale
+        spec = adapter.side(side)
+        self.timestep_scale = spec.timestep_scale
+        self.guidance_scale = spec.guidance_scale
         self.dit_guidance = adapter.dit_guidance
-        self.dit_arguments = adapter.port_dit_arguments if port else adapter.reference_dit_arguments
+        self.dit_arguments = spec.dit_arguments
         self.dit_positions: dict[str, int] = {}
-        self.timestep_offset = adapter.port_timestep_offset if port else adapter.reference_timestep_offset
-        self.output_scale = adapter.port_dit_output_scale if port else adapter.reference_dit_output_scale
+        self.timestep_offset = spec.timestep_offset
+        self.output_scale = spec.dit_output_scale
         # block output name -> the block forward's parameter that takes it in
         self.block_inputs = dict(zip(self.block_outputs, adapter.block_inputs or self.block_outputs, strict=True))
         self.chained = adapter.block_lists_chained
         self.input_records: dict[int, str] = {}  # block position -> the record of its input (first of a list)
         # The reference may run both CFG branches as one call on a batch of two (uncond, cond, or
         # cond, uncond): record the conditional half of inputs and blocks, and split the output.
-        order = adapter.reference_cfg_batch if not port and self.cfg else None
+        order = adapter.reference.cfg_batch if side == Side.REFERENCE and self.cfg else None
         self.batched = order in ("uncond_cond", "cond_uncond")
         self.cond_index = 0 if order == "cond_uncond" else 1
         self.replay_step = options.replay_step
@@ -367,7 +220,7 @@ class DenoisingRecorder:
             )
         return {**kwargs, **inputs}
 
-    def tap_dit(self, taps: Taps, transformer: Any, adapter: FamilyAdapter, side: str) -> None:
+    def tap_dit(self, taps: Taps, transformer: Any, adapter: FamilyAdapter, side: Side) -> None:
         """Hook the DiT (inputs, outputs, blocks); each runner taps its scheduler's `step` itself,
         where its library keeps the scheduler (with `before_scheduler_step`, `on_scheduler_step`)."""
         self.transformer = transformer
@@ -386,7 +239,7 @@ class DenoisingRecorder:
             except AttributeError:
                 raise ParityError(
                     f"the {side} DiT ({type(transformer).__name__}) has no block list {where!r}; "
-                    f"declare the port's path in the {adapter.name!r} adapter (port_block_lists)"
+                    f"declare the port's path in the {adapter.name!r} adapter (port.block_lists)"
                 ) from None
             for index, block in enumerate(blocks):
                 if index == 0 and (first or not self.chained):

@@ -16,7 +16,7 @@ import torch
 
 
 @contextmanager
-def numerics(device: str, dtype: str) -> Iterator[dict[str, str]]:
+def fixed(device: str, dtype: str) -> Iterator[dict[str, str]]:
     """Within the block: TF32 off on CUDA for float32 runs. Yields what was set, for the report."""
     if device != "cuda" or dtype != "float32":
         yield {}

@@ -1,0 +1,407 @@
+"""One parity run as one object: a Session loads each side once, runs what the mode asks for and
+returns typed results (parity.results); `run_case` turns them into a RunReport and writes it.
+
+    fixture -> runners (with taps) -> traces -> align -> compare -> verdict -> report
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import platform
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from parity import families, fixture_cache, frames, numerics, progress, referee, stages
+from parity.align import align
+from parity.capture import BlockCapture
+from parity.cases import Case
+from parity.compare import Check, compare
+from parity.config import tool_config
+from parity.errors import ParityError
+from parity.families.base import FamilyAdapter
+from parity.files import write_atomic
+from parity.report import write
+from parity.results import Comparison, RunReport, combine
+from parity.runners import RunInfo, RunOptions, runner_for
+from parity.tolerance import Policy
+from parity.trace import Key, Trace
+from parity.verdict import Verdict
+from parity.vocab import Mode, Outcome, Side
+
+VERSIONED = ("parity", "torch", "diffusers", "transformers", "sglang", "numpy")
+LABELS = {Side.REFERENCE: "Diffusers (reference)", Side.PORT: "SGLang (port)"}
+
+
+def versions() -> dict[str, str]:
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """Read once per process: importlib.metadata scans site-packages on every call."""
+    found = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def model_dir_for(case: Case, timings: dict[str, float]) -> Path:
+    if case.model_dir is not None:
+        families.read_model_index(Path(case.model_dir))  # a clear error for a non-model dir
+        return Path(case.model_dir)
+    with progress.phase("fixture", timings, f"fixture {case.fixture}: building or reusing cached copy"):
+        path, built = fixture_cache.ensure(str(case.fixture))  # validate(): a fixture when no model_dir
+    progress.say(f"fixture {'built' if built else 'cached'} at {path}")
+    return path
+
+
+def policy_for(case: Case) -> Policy:
+    """The tolerance policy: defaults, then `[tool.parity]` of ./pyproject.toml, then the case's own."""
+    pyproject, tool = tool_config()
+    layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
+    layers.append((f"case {case.name}", case.tolerance))
+    return Policy(case.dtype, layers, device=case.device)
+
+
+def _trace_bytes(trace: Trace) -> dict[str, int]:
+    sizes = [(r.key.block is not None, r.value.numel() * r.value.element_size()) for r in trace]
+    return {"total": sum(n for _, n in sizes), "blocks": sum(n for is_block, n in sizes if is_block)}
+
+
+def _first_failing_step(checks: tuple[Check, ...]) -> int | None:
+    steps = [c.step for c in checks if not c.passed and c.step is not None and c.block is None]
+    return min(steps) if steps else None
+
+
+def referee_target(verdict: Verdict) -> Check | None:
+    """The first cause, when it is something the fp64 referee can replay: a DiT call (the
+    conditional/only branch) or a DiT block, at one step."""
+    first = verdict.first
+    if first is None or first.step is None or stages.is_block_input(first.block):
+        return None
+    if first.block is not None or first.tensor in ("noise_pred_cond", "noise_pred"):
+        return first
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a session needs before any pipeline runs."""
+
+    model_dir: Path
+    adapter: FamilyAdapter
+    policy: Policy
+
+
+class Session:
+    """One case: the model directory, the family adapter, the tolerance policy, each side's traces
+    and what each side's runner reported. Pipelines are loaded once per process by the runners and
+    reused by every run of the session (rerun, isolated, referee)."""
+
+    # Trace names: the reference, the port on its own, the port teacher-forced, the port on native ops.
+    TRACES = {"reference": Side.REFERENCE, "port": Side.PORT, "isolated": Side.PORT}
+
+    def __init__(self, case: Case, out_dir: Path, capture: BlockCapture, png_writer: ThreadPoolExecutor) -> None:
+        self.case = case
+        self.out_dir = out_dir
+        self.capture = capture
+        self.timings: dict[str, float] = {}
+        self.traces = {name: Trace(side, case.device) for name, side in self.TRACES.items()}
+        self.infos: dict[Side, RunInfo] = {}
+        self.captured: set[int] = set()
+        self.gpu_peak_mib: dict[str, float] = {}
+        self._setup: Setup | None = None
+        self._png_writer = png_writer
+        self._pngs: Future | None = None
+
+    def prepare(self) -> None:
+        """The checks that need no pipeline, then the model directory (a fixture is built or reused)."""
+        if self.case.device == "cuda" and not torch.cuda.is_available():
+            raise ParityError("--device cuda, but torch sees no CUDA device on this machine")
+        policy = policy_for(self.case)
+        model_dir = model_dir_for(self.case, self.timings)
+        adapter = families.get(self.case.family) if self.case.family else families.detect(model_dir)
+        self._setup = Setup(model_dir, adapter, policy)
+
+    @property
+    def prepared(self) -> bool:
+        return self._setup is not None
+
+    @property
+    def setup(self) -> Setup:
+        if self._setup is None:
+            raise RuntimeError("Session.prepare() has not run")
+        return self._setup
+
+    @property
+    def adapter(self) -> FamilyAdapter:
+        return self.setup.adapter
+
+    # -- running one side ---------------------------------------------------------------------------
+
+    def run_side(self, side: Side, trace: Trace, options: RunOptions, phase: str, case: Case | None = None) -> RunInfo:
+        """One run of one side's pipeline into `trace`. A library's own exception becomes a
+        ParityError naming the side, its traceback kept in `<side>-traceback.txt`."""
+        case = case or self.case
+        blocks = f", blocks at steps {sorted(options.block_steps)}" if options.block_steps else ""
+        cuda = case.device == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        with progress.phase(phase, self.timings, f"running {LABELS[side]} on {case.device}, {case.dtype}{blocks}"):
+            try:
+                info = runner_for(side).run(self.setup.model_dir, case, self.adapter, trace, options)
+            except ParityError:
+                raise
+            except Exception as exc:
+                write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
+                raise ParityError(
+                    f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
+                ) from exc
+        if cuda:  # peak GPU memory of this side's run, the records it keeps on the GPU included
+            self.gpu_peak_mib[phase] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return info
+
+    # -- comparing ------------------------------------------------------------------------------------
+
+    def compare(self, port: str, mode: Mode, partial: bool = False) -> Comparison:
+        """The trace `port` against the reference's; `partial`: a side stopped early, so only what
+        both sides produced is compared."""
+        label = "isolated" if mode is Mode.ISOLATED else "full"
+        with progress.phase("compare", self.timings, f"comparing ({label})"):
+            reference = self.traces["reference"]
+            pairs = align(reference, self.traces[port], self.adapter)
+            if partial:
+                pairs = [p for p in pairs if p.reference is not None and p.port is not None]
+            found = compare(pairs, self.setup.policy)
+            noise = None
+            reference_record, port_record = (trace.get(Key("frames")) for trace in (reference, self.traces[port]))
+            if reference_record is not None and port_record is not None:
+                reference_frames, port_frames = (self.adapter.to_canonical(r) for r in (reference_record, port_record))
+                extra, noise = frames.checks(reference_frames, port_frames, self.case.dtype, len(found))
+                found += extra
+            return Comparison.judge(mode, tuple(sorted(found, key=Check.execution_key)), noise)
+
+    def start_pngs(self, port: str) -> None:
+        """Both sides' frames as PNG files, encoded and written in the background (the GIL is
+        released there) while the comparison runs; the pixels come to the host here, once."""
+        if self._pngs is not None:
+            return
+        pixels: list[tuple[str, Any]] = []
+        for stem, name in (("reference", "reference"), ("port", port)):
+            record = self.traces[name].get(Key("frames"))
+            if record is not None and self.prepared:
+                pixels += frames.png_pixels(self.adapter.to_canonical(record), stem)
+        self._pngs = self._png_writer.submit(frames.write_pngs, pixels, self.out_dir)
+
+    def pngs_written(self) -> list[str]:
+        return self._pngs.result() if self._pngs is not None else []
+
+    # -- what a mode runs -----------------------------------------------------------------------------
+
+    def first_options(self) -> RunOptions:
+        options = RunOptions(block_steps=self.capture.first_pass(self.case.steps))
+        self.captured |= options.block_steps
+        return options
+
+    def run_reference(self, options: RunOptions) -> None:
+        self.infos[Side.REFERENCE] = self.run_side(Side.REFERENCE, self.traces["reference"], options, "reference")
+
+    def run_native(self, options: RunOptions, mode: Mode) -> Comparison:
+        """`--port-ops both`: the port once on its native ops (this comparison, in the mode the main
+        comparison is made in: teacher-forced for `--mode isolated`) and then, for the main verdict, on
+        SGLang's own kernels (the session's case switches to kernels)."""
+        self.traces["native"] = Trace(Side.PORT, self.case.device)
+        native_case = dataclasses.replace(self.case, port_ops="native")
+        if mode is Mode.ISOLATED:
+            options = RunOptions(block_steps=frozenset(self.captured), teacher=self.traces["reference"])
+        self.run_side(Side.PORT, self.traces["native"], options, "port_native", case=native_case)
+        native = self.compare("native", mode)
+        self.case = dataclasses.replace(self.case, port_ops="kernels")
+        return native
+
+    def run_full(self, options: RunOptions) -> Comparison:
+        self.infos[Side.PORT] = self.run_side(Side.PORT, self.traces["port"], options, "port")
+        self.start_pngs("port")
+        return self.compare("port", Mode.FULL)
+
+    def rerun_blocks(self, full: Comparison) -> Comparison:
+        """The blocks of the first failing step, when the capture policy did not record them: both
+        sides run again capturing only that step (the runs are deterministic), so memory never holds
+        more than the policy's steps."""
+        rerun = self.capture.second_pass(frozenset(self.captured), _first_failing_step(full.checks))
+        if not rerun:
+            return full
+        progress.say(f"first failing step {min(rerun)} was not block-captured: running both sides again")
+        self.captured |= rerun
+        for name, side in (("reference", Side.REFERENCE), ("port", Side.PORT)):
+            again = Trace(side, self.case.device)
+            self.run_side(side, again, RunOptions(block_steps=rerun), f"{name}_rerun")
+            self.traces[name].extend(r for r in again if r.key.block is not None)
+        return self.compare("port", Mode.FULL)
+
+    def run_isolated(self, main: bool) -> Comparison:
+        """The port teacher-forced on the reference's values, blocks on the steps captured so far."""
+        teacher = RunOptions(block_steps=frozenset(self.captured), teacher=self.traces["reference"])
+        self.infos[Side.PORT] = self.run_side(Side.PORT, self.traces["isolated"], teacher, "port_isolated")
+        if main:
+            self.start_pngs("isolated")
+        return self.compare("isolated", Mode.ISOLATED)
+
+    def referee(self, target: Check) -> referee.Judgement | dict[str, str]:
+        """Replay the target's component in float64 on both sides (the port teacher-forced) and judge
+        (parity.referee); a dict saying why when there is nothing to judge."""
+        if target.tensor == "noise_pred" and self.case.cfg_enabled:
+            return {"skipped": "under CFG the guided noise_pred is the CFG combine, not a DiT call"}
+        step = target.step
+        assert step is not None  # referee_target picks checks of one step
+        blocks = frozenset({step})
+        reference = Trace(Side.REFERENCE, self.case.device)
+        self.run_side(Side.REFERENCE, reference, RunOptions(block_steps=blocks, replay_step=step), "referee_reference")
+        port = Trace(Side.PORT, self.case.device)
+        forced = RunOptions(block_steps=blocks, replay_step=step, teacher=reference)
+        self.run_side(Side.PORT, port, forced, "referee_port")
+        keys = [Key(target.tensor, step, target.block), Key(target.tensor + referee.FP64, step, target.block)]
+        found = [trace.get(key) for trace in (reference, port) for key in keys]
+        records = [r for r in found if r is not None]
+        if len(records) < len(found):
+            return {"skipped": f"the fp64 replay recorded no {target.label()}"}
+        values = [self.adapter.to_canonical(r) for r in records]
+        return referee.judge(target.tensor, step, target.block, values[0], values[2], values[1], values[3])
+
+
+    def report(
+        self,
+        mode: Mode,
+        main: Comparison,
+        found: Outcomes,
+        referee: dict | None,
+        fixed: dict[str, str],
+        plugins: list[str],
+    ) -> RunReport:
+        """The RunReport of the session's runs: `main` is the comparison the run is judged on."""
+        isolated = found.isolated if mode is not Mode.FULL else None
+        verdict, decided_by = combine(main, isolated if mode is Mode.BOTH else None)
+        case = self.case
+        return RunReport(
+            mode=mode,
+            case=case.as_dict(),
+            main=main,
+            verdict=verdict,
+            decided_by=decided_by,
+            family=self.adapter.name if self.prepared else None,
+            versions=versions(),
+            pipelines={side: info.pipeline for side, info in self.infos.items()},
+            components={side: info.components for side, info in self.infos.items()},
+            plugins=plugins,
+            port_ops=self.infos[Side.PORT].port_ops if Side.PORT in self.infos else None,
+            capture={
+                "block_policy": self.capture.describe(),
+                "block_steps": sorted(self.captured),
+                "block_branch": "conditional",
+            },
+            referee=referee,
+            frames_png=self.pngs_written(),
+            trace_bytes={name: _trace_bytes(trace) for name, trace in self.traces.items() if len(trace)},
+            native=found.native,
+            isolated=isolated,
+            cfg=case.cfg_enabled,
+            timings_s=self.timings,
+            gpu_peak_mib=self.gpu_peak_mib or None,
+            device_numerics=fixed or None,
+            notes=([f"expected to fail: {case.reason}"] if case.expected_for() == "fail" else [])
+            + [n for info in self.infos.values() for n in info.notes],
+        )
+
+
+@dataclasses.dataclass
+class Outcomes:
+    """What a session's runs produced: each mode's comparison, and the error that stopped them."""
+
+    full: Comparison | None = None
+    isolated: Comparison | None = None
+    native: Comparison | None = None
+    error: str | None = None
+
+
+def execute(session: Session, mode: Mode) -> Outcomes:
+    """Run what `mode` asks for. A ParityError stops the runs and becomes the outcome's `error`,
+    with what both sides produced so far compared."""
+    found = Outcomes()
+    try:
+        session.prepare()
+        options = session.first_options()
+        session.run_reference(options)
+        if session.case.port_ops == "both":
+            found.native = session.run_native(options, Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL)
+        if mode is not Mode.ISOLATED:
+            found.full = session.rerun_blocks(session.run_full(options))
+        if mode is not Mode.FULL:
+            found.isolated = session.run_isolated(main=mode is Mode.ISOLATED)
+    except ParityError as exc:
+        found.error = exc.one_line()
+        if session.prepared:
+            for field, port, kind in (("full", "port", Mode.FULL), ("isolated", "isolated", Mode.ISOLATED)):
+                if len(session.traces[port]) and getattr(found, field) is None:
+                    setattr(found, field, session.compare(port, kind, partial=True))
+    return found
+
+
+def with_referee(session: Session, main: Comparison) -> tuple[Comparison, dict | None]:
+    """`--referee fp64` on a failing run: the judgement for the report, and the main comparison as
+    the referee leaves it (failures of an equivalent component passed as `referee_equivalent`)."""
+    target = referee_target(main.verdict)
+    if target is None:
+        first = main.verdict.first.label() if main.verdict.first else "none"
+        return main, {"skipped": f"the fp64 referee replays DiT calls and DiT blocks; the first cause is {first}"}
+    try:
+        judgement = session.referee(target)
+    except ParityError as exc:
+        return main, {"skipped": f"fp64 replay failed: {exc.one_line()}"}
+    if isinstance(judgement, dict):
+        return main, judgement
+    return Comparison.judge(main.mode, referee.apply(main.checks, judgement), main.noise), judgement.as_dict()
+
+
+def run_case(
+    case: Case,
+    out_dir: Path,
+    plugins: tuple[str, ...] | list[str] = (),
+    capture: BlockCapture | None = None,
+    mode: Mode | str = Mode.FULL,
+    referee_mode: str | None = None,
+) -> RunReport:
+    """Run both sides, compare, judge and write the report. Never raises ParityError: an error
+    becomes verdict `error` with whatever was already compared in the report.
+
+    mode `full`: the port runs on its own and the first divergence is the earliest failure.
+    mode `isolated`: the port runs teacher-forced on the reference's values, so every component is
+    judged on its own; `both` does the two and reports the isolated table beside the full run.
+    referee_mode `fp64`: when the run fails, replay the first cause in float64 (parity.referee).
+    """
+    mode = Mode(mode)
+    with (
+        numerics.fixed(case.device, case.dtype) as fixed,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
+    ):
+        session = Session(case, out_dir, capture or BlockCapture(), png_writer)
+        found = execute(session, mode)
+        main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
+        main = found.isolated if main_mode is Mode.ISOLATED else found.full
+        main = Comparison.judge(main_mode, main.checks if main else (), main.noise if main else None, found.error)
+        judged = None
+        if referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
+            main, judged = with_referee(session, main)
+        session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
+        report = session.report(mode, main, found, judged, fixed, list(plugins))
+        progress.say(f"writing report to {out_dir}")
+        write(out_dir, report)
+        return report
