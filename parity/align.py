@@ -38,6 +38,6 @@ def align(reference: Trace, port: Trace, adapter: FamilyAdapter) -> list[Pair]:
             continue
         seen.add(record.key)
         ref, out = reference.get(record.key), port.get(record.key)
-        stage = (ref or out).stage
+        stage = (ref if ref is not None else record).stage
         pairs.append(Pair(record.key, stage, canonical(ref), canonical(out)))
     return pairs

@@ -1,31 +1,36 @@
 """Parity cases: what to run (model, prompt, seed, size, steps, dtype) and what to expect.
 
-Bundled cases are TOML files in fixtures/cases/; a user's case file has the same keys.
+Bundled cases are TOML files in the repository's fixtures/cases/, shipped as package data of
+`parity_fixtures` (the name fixtures/ installs under); a user's case file has the same keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+import importlib.util
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from parity import stages
+from parity import case_schema, stages
 from parity.errors import ParityError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CASES_DIR = REPO_ROOT / "fixtures" / "cases"
-DTYPES = ("float32", "bfloat16")
-DEVICES = ("cpu", "cuda")
-PORT_OPS = ("auto", "kernels", "native", "both")
+# The repository's fixtures/ folder installs as this package (pyproject.toml's package-dir): the name
+# `fixtures` belongs to another PyPI distribution.
+FIXTURES_PACKAGE = "parity_fixtures"
+DTYPES, DEVICES, PORT_OPS = case_schema.DTYPES, case_schema.DEVICES, case_schema.PORT_OPS
 
 
 @dataclass
 class Case:
     name: str
     family: str | None = None
-    fixture: str | None = None  # a builder in fixtures/ (built offline into the cache)
+    fixture: str | None = None  # a builder in fixtures/ (parity_fixtures; built offline into the cache)
     model_dir: str | None = None  # or a Diffusers-layout directory of the user's
     prompt: str = "a photo of a cat"
     negative_prompt: str | None = None
@@ -51,30 +56,16 @@ class Case:
     expected_divergence: str | dict[str, str] | None = None
     tolerance: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> Case:
-        if self.dtype not in DTYPES:
-            raise ParityError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.device not in DEVICES:
-            raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.port_ops not in PORT_OPS:
-            raise ParityError(f"--port-ops must be one of {', '.join(PORT_OPS)}, got {self.port_ops!r}")
-        for name in ("height", "width", "steps", "max_sequence_length"):
-            if getattr(self, name) <= 0:
-                raise ParityError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.input_image_size is not None and self.input_image_size <= 0:
-            raise ParityError(f"input_image_size must be positive, got {self.input_image_size}")
-        if self.num_frames is not None and self.num_frames <= 0:
-            raise ParityError(f"num_frames must be positive, got {self.num_frames}")
-        if self.height % 16 or self.width % 16:
-            raise ParityError(f"height and width must be multiples of 16, got {self.height}x{self.width}")
-        per_dtype = self.expected if isinstance(self.expected, dict) else {self.dtype: self.expected}
-        if not set(per_dtype) <= set(DTYPES) or not set(per_dtype.values()) <= {"pass", "fail"}:
-            raise ParityError(f"case {self.name}: expected must be 'pass' or 'fail', or a table of them by dtype")
+    def validate(self, origin: str | None = None) -> Case:
+        """Every key by the case schema (parity.case_schema), then the rules between keys; `origin`
+        names where the values came from in the message (default: the case)."""
+        origin = origin or f"case {self.name}"
+        case_schema.check(dataclasses.asdict(self), origin)
         self._validate_expected_divergence()
         if (self.true_cfg_scale is not None) != (self.negative_prompt is not None):
-            raise ParityError(f"case {self.name}: true_cfg_scale and negative_prompt go together")
+            raise ParityError(f"{origin}: true_cfg_scale and negative_prompt go together")
         if (self.fixture is None) == (self.model_dir is None):
-            raise ParityError(f"case {self.name}: give exactly one of 'fixture' or 'model_dir'")
+            raise ParityError(f"{origin}: give exactly one of 'fixture' or 'model_dir'")
         return self
 
     def _validate_expected_divergence(self) -> None:
@@ -110,7 +101,9 @@ class Case:
         return self.negative_prompt is not None and (self.true_cfg_scale or 1.0) > 1.0
 
     def with_overrides(self, **overrides: Any) -> Case:
+        """The case with the command line's values (None: not given), each checked as its flag."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        case_schema.check(given, "", flags=True)
         return dataclasses.replace(self, **given).validate()
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,20 +116,52 @@ def load_file(path: Path) -> Case:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ParityError(f"cannot read case file {path}: {exc}") from None
     data.setdefault("name", path.stem)
-    known = {f.name for f in dataclasses.fields(Case)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ParityError(f"case file {path}: unknown keys {unknown}; known: {sorted(known)}")
+    case_schema.check(data, str(path))
     image = data.get("input_image")
     if image and not image.startswith("skimage:") and not Path(image).is_absolute():
         data["input_image"] = str((path.parent / image).resolve())
     if data.get("model_dir") and not Path(data["model_dir"]).is_absolute():
         data["model_dir"] = str((path.parent / data["model_dir"]).resolve())
-    return Case(**data).validate()
+    return Case(**data).validate(str(path))
+
+
+@functools.cache
+def fixtures_package() -> ModuleType:
+    """The package of fixture builders and bundled cases: `parity_fixtures` as installed (a wheel or an
+    editable install). In a source checkout run without installing, or through an install made before
+    fixtures/ got that name, the checkout's fixtures/ folder, imported under the same name."""
+    try:
+        return importlib.import_module(FIXTURES_PACKAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name != FIXTURES_PACKAGE:
+            raise
+    root = Path(__file__).resolve().parent.parent
+    init = root / "fixtures" / "__init__.py"
+    if not (root / "pyproject.toml").is_file() or not init.is_file():  # not a checkout: never another `fixtures`
+        raise ParityError(f"package {FIXTURES_PACKAGE} not found: parity is installed without its fixtures")
+    spec = importlib.util.spec_from_file_location(FIXTURES_PACKAGE, init, submodule_search_locations=[str(init.parent)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[FIXTURES_PACKAGE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[FIXTURES_PACKAGE]
+        raise
+    return module
+
+
+def fixtures_dir() -> Path:
+    """Where the fixture builders (<name>.py) and cases/ are, installed or in the checkout."""
+    return Path(str(fixtures_package().__file__)).resolve().parent
+
+
+def cases_dir() -> Path:
+    return fixtures_dir() / "cases"
 
 
 def bundled() -> dict[str, Case]:
-    return {c.name: c for c in (load_file(p) for p in sorted(CASES_DIR.glob("*.toml")))}
+    return {c.name: c for c in (load_file(p) for p in sorted(cases_dir().glob("*.toml")))}
 
 
 def resolve(target: str, family: str | None = None) -> Case:

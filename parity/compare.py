@@ -75,6 +75,37 @@ class Check:
         return row
 
 
+def _nonfinite_count(t: torch.Tensor) -> tuple[str, str]:
+    """`t`'s NaN/Inf count with what they are: "12 NaN/Inf" then "(all NaN)", "(all Inf)" or "(8 NaN, 4 Inf)"."""
+    nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    kinds = f"{nan} NaN, {inf} Inf" if nan and inf else "all NaN" if nan else "all Inf"
+    return f"{nan + inf} NaN/Inf", f"({kinds})"
+
+
+def nonfinite_message(ref: torch.Tensor, port: torch.Tensor) -> str:
+    """What a nonfinite check says, the counts first: which side holds NaN/Inf, how many of how many
+    elements, and that the distances (max_abs, rel_l2, cosine) cover the elements finite on both
+    sides only, so a small max_abs there does not read as a pass."""
+    total = ref.numel()
+    ref_finite, port_finite = torch.isfinite(ref), torch.isfinite(port)
+    ref_ok, port_ok = bool(ref_finite.all()), bool(port_finite.all())
+    if ref_ok or port_ok:
+        side, other = ("port", "reference") if ref_ok else ("reference", "port")
+        count, kinds = _nonfinite_count(port if ref_ok else ref)
+        head = f"the {side} has {count} of {total} elements {kinds} where the {other} has none"
+    else:
+        (port_count, port_kinds), (ref_count, ref_kinds) = _nonfinite_count(port), _nonfinite_count(ref)
+        same = torch.equal(ref_finite, port_finite)
+        head = (
+            f"both sides have NaN/Inf {'at the same places' if same else 'at different places'}: the port "
+            f"{port_count} {port_kinds}, the reference {ref_count} {ref_kinds}, of {total} elements"
+        )
+        if same:  # min_atol is inf, so the non-finite values themselves differ
+            head += ", with different values (NaN vs Inf, or Inf of the other sign)"
+    finite = int((ref_finite & port_finite).sum())
+    return f"{head}; the distances cover only the {finite} elements finite on both sides"
+
+
 def _judge(
     ref: torch.Tensor, port: torch.Tensor, tol: Tolerance, rel_l2: float, min_atol: float
 ) -> tuple[bool, Status, float, str]:
@@ -91,8 +122,8 @@ def _judge(
         if ref.dtype != port.dtype:
             detail += f"; dtype {ref.dtype} vs {port.dtype}"
         return False, Status.MISMATCH, min_atol, f"expected exact equality: {detail}"
-    if math.isinf(min_atol):
-        return False, Status.NONFINITE, min_atol, "NaN/Inf where the reference has none (or vice versa)"
+    if math.isinf(min_atol):  # NaN/Inf not at the same places with the same values on both sides
+        return False, Status.NONFINITE, min_atol, nonfinite_message(ref, port)
     problems = []
     if min_atol > tol.atol:
         problems.append(f"exceeds atol={tol.atol:.3g} at rtol={tol.rtol:.3g}; atol={min_atol:.3g} would have passed")

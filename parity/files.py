@@ -1,11 +1,21 @@
 """File output: every file parity writes goes through `write_atomic`, so a reader sees the old file
-or the new one, never half of one."""
+or the new one, never half of one; files and directories get the usual permissions (0644 / 0755
+under the common umask 022), not the 0600 of a temporary file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+# Read once, at import (single-threaded): os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def created_mode(directory: bool = False) -> int:
+    """The mode a plainly created file (0666) or directory (0777) gets under the process's umask."""
+    return (0o777 if directory else 0o666) & ~_UMASK
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -15,6 +25,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, created_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""Build bundled tiny models (fixtures/<name>.py) offline, once, into a cache directory.
+"""Build bundled tiny models (fixtures/<name>.py, installed as parity_fixtures.<name>) offline, once,
+into a cache directory.
 
 The cache key covers the builder's source and the versions of the libraries that write the
 files, so a changed builder or library gets a fresh build and an unchanged one is reused.
@@ -8,20 +9,19 @@ leaves a half-written model behind.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib
 import os
-import re
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from parity.cases import REPO_ROOT
+from parity.cases import FIXTURES_PACKAGE, fixtures_dir
 from parity.errors import ParityError
 
-FIXTURES_DIR = REPO_ROOT / "fixtures"
 _KEY_PACKAGES = ("torch", "diffusers", "transformers", "tokenizers", "safetensors")
 
 
@@ -30,25 +30,45 @@ def cache_root() -> Path:
     return Path(os.environ.get("PARITY_CACHE_DIR", default))
 
 
-_FIXTURE_IMPORT = re.compile(r"^\s*(?:from\s+fixtures(?:\.(\w+))?\s+import\s+([\w ,]+)|import\s+fixtures\.(\w+))", re.M)
+def imported_fixtures(source: str) -> set[str]:
+    """The names in the fixtures package that a builder's source imports, each maybe a module: relative
+    imports (`from .components import X`, `from . import a, b as c`) and absolute ones through the
+    installed name (`from parity_fixtures.a import X`, `from parity_fixtures import a`, `import parity_fixtures.a`),
+    at module level or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                package, _, rest = alias.name.partition(".")
+                if package == FIXTURES_PACKAGE and rest:
+                    found.add(rest.partition(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                inside = node.module
+            elif node.level == 0 and node.module and node.module.partition(".")[0] == FIXTURES_PACKAGE:
+                inside = node.module.partition(".")[2] or None
+            else:
+                continue
+            if inside:
+                found.add(inside.partition(".")[0])
+            else:  # `from . import a, b as c`: each may be a module
+                found |= {alias.name for alias in node.names}
+    return found
 
 
 def sources(name: str) -> list[Path]:
-    """The builder's file and every fixtures/ module it imports, transitively (so an edit to one
+    """The builder's file and every fixtures module it imports, transitively (so an edit to one
     family's builder does not rebuild every other family's fixture)."""
+    directory = fixtures_dir()
     found: dict[str, Path] = {}
     todo = [name]
     while todo:
         module = todo.pop()
-        path = FIXTURES_DIR / f"{module}.py"
+        path = directory / f"{module}.py"
         if module in found or not path.is_file():
             continue
         found[module] = path
-        for submodule, names, plain in _FIXTURE_IMPORT.findall(path.read_text()):
-            if submodule or plain:
-                todo.append(submodule or plain)
-            else:  # `from fixtures import a, b as c`: each may be a module
-                todo += [n.split(" as ")[0].strip() for n in names.split(",")]
+        todo += sorted(imported_fixtures(path.read_text()))
     return sorted(found.values())
 
 
@@ -67,9 +87,10 @@ def cache_key(name: str) -> str:
 
 
 def build(name: str, out_dir: Path) -> None:
-    if not (FIXTURES_DIR / f"{name}.py").is_file():
-        raise ParityError(f"no fixture builder fixtures/{name}.py")
-    module = importlib.import_module(f"fixtures.{name}")
+    directory = fixtures_dir()  # imports the package under its installed name, also from a checkout
+    if not (directory / f"{name}.py").is_file():
+        raise ParityError(f"no fixture builder {name}.py in {directory}")
+    module = importlib.import_module(f"{FIXTURES_PACKAGE}.{name}")
     module.build(out_dir)
 
 

@@ -3,6 +3,7 @@ trace holds its evidence (which tensors fail and which still match, and how they
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 from parity import stages
@@ -130,6 +131,37 @@ def _decoding(cause: Check, checks: list[Check]) -> Hint:
     return {"symptom": "only the decoded frames differ", "likely_cause": why}
 
 
+def _first_nonfinite(checks: list[Check], side: str) -> Check | None:
+    """The earliest check, in execution order, whose `side` ("port" or "reference") holds NaN/Inf."""
+    found = [c for c in checks if c.metrics is not None and getattr(c.metrics, f"{side}_nonfinite") > 0]
+    return min(found, key=Check.execution_key) if found else None
+
+
+def _nonfinite(cause: Check, checks: list[Check]) -> Hint | None:
+    """NaN/Inf on one side and not the other: the earliest check (execution order) where the port
+    holds them (the reference, when only it has them), and the usual reasons. None when the cause
+    counts none (the decoded frames' noise check), for the stage's own rule."""
+    if cause.metrics is None:
+        return None
+    side = "port" if cause.metrics.port_nonfinite > 0 else "reference"
+    first = _first_nonfinite(checks, side) or cause
+    found = first.metrics or cause.metrics  # _first_nonfinite picks checks with metrics
+    count, total = getattr(found, f"{side}_nonfinite"), math.prod(found.port_shape)
+    where = first.label()
+    if first.block is None and first.tensor.startswith("noise_pred"):
+        where += " (the DiT's output)"
+    symptom = f"NaN/Inf in the {side}, first at {where}: {count} of {total} elements"
+    why = (
+        f"a numerical fault in what computes {first.label()}: fp16/bf16 overflow in attention (scores, "
+        "softmax) or in a norm (the variance of large activations), a division by a zero norm (eps "
+        "missing, or added after the sqrt), an uninitialised buffer (torch.empty read before it is "
+        "written), or the log of 0"
+    )
+    if side == "reference":
+        why = "the reference itself, not the port: " + why
+    return {"symptom": symptom, "likely_cause": why}
+
+
 RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
     stages.TEXT_ENCODING: _text,
     stages.LATENT_PREPARATION: _latents,
@@ -143,7 +175,8 @@ def for_causes(causes: Iterable[Check], checks: list[Check]) -> list[dict]:
     """One hint per cause (a verdict's `causes`) that `checks`, the whole comparison, holds evidence for."""
     out = []
     for cause in causes:
-        hint = RULES[cause.stage](cause, checks)
+        hint = _nonfinite(cause, checks) if cause.status == Status.NONFINITE else None
+        hint = hint or RULES[cause.stage](cause, checks)
         if hint is not None:
             out.append({"at": cause.label(), **hint})
     return out

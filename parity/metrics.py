@@ -51,12 +51,6 @@ def compute(reference: torch.Tensor, port: torch.Tensor) -> Metrics:
     return compute_batch([(reference, port, 0.0)])[0][0]
 
 
-def min_passing_atol(reference: torch.Tensor, port: torch.Tensor, rtol: float) -> float:
-    """The smallest atol with which |port - ref| <= atol + rtol * |ref| holds everywhere (inf when
-    NaN/Inf do not sit at the same places with the same values on both sides)."""
-    return compute_batch([(reference, port, rtol)])[0][1]
-
-
 # Pairs of one size are stacked and measured together (a GPU run's few hundred checks are a few
 # dozen kernel launches, not a few thousand), at most this many elements per stacked side: float64
 # copies of both sides and their temporaries stay around a gigabyte.

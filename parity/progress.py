@@ -6,12 +6,23 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 _START = time.perf_counter()
+_console: TextIO | None = None  # where progress lines go; None: sys.stderr (parity.library_output sets it)
+quiet = False  # `parity run -q`
+
+
+def use_console(stream: TextIO | None) -> TextIO | None:
+    """Send progress lines to `stream` (None: sys.stderr); returns the previous one."""
+    global _console
+    previous, _console = _console, stream
+    return previous
 
 
 def say(message: str) -> None:
-    print(f"[parity {time.perf_counter() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
+    if not quiet:
+        print(f"[parity {time.perf_counter() - _START:7.1f}s] {message}", file=_console or sys.stderr, flush=True)
 
 
 @contextmanager

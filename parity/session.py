@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from parity import families, fixture_cache, frames, numerics, progress, referee, stages
+from parity import families, fixture_cache, frames, library_output, numerics, progress, referee, stages
 from parity.align import align
 from parity.capture import BlockCapture
 from parity.cases import Case
@@ -27,6 +27,7 @@ from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.files import write_atomic
 from parity.report import write
+from parity.report_dir import ReportDir
 from parity.results import Comparison, RunReport, combine
 from parity.runners import RunInfo, RunOptions, runner_for
 from parity.tolerance import Policy
@@ -120,8 +121,17 @@ class Session:
         self.captured: set[int] = set()
         self.gpu_peak_mib: dict[str, float] = {}
         self._setup: Setup | None = None
+        self.phase = "setup"  # what the session is doing, named in an internal error
         self._png_writer = png_writer
         self._pngs: Future | None = None
+
+    def internal_error(self, exc: Exception) -> str:
+        """The one line for an exception that is parity's own fault; its traceback goes to a file."""
+        write_atomic(self.out_dir / "parity-traceback.txt", traceback.format_exc())
+        return (
+            f"internal error in phase {self.phase!r}: {type(exc).__name__}: {exc} "
+            "(a parity bug; traceback in parity-traceback.txt)"
+        )
 
     def prepare(self) -> None:
         """The checks that need no pipeline, then the model directory (a fixture is built or reused)."""
@@ -156,12 +166,17 @@ class Session:
         cuda = case.device == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        self.phase = phase
+        runner = runner_for(side)
+        runner.last_info = None
         with progress.phase(phase, self.timings, f"running {LABELS[side]} on {case.device}, {case.dtype}{blocks}"):
             try:
-                info = runner_for(side).run(self.setup.model_dir, case, self.adapter, trace, options)
-            except ParityError:
-                raise
-            except Exception as exc:
+                info = runner.run(self.setup.model_dir, case, self.adapter, trace, options)
+            except BaseException as exc:
+                if runner.last_info is not None:  # the report names what was loaded, even when it failed
+                    self.infos.setdefault(side, runner.last_info)
+                if isinstance(exc, ParityError) or not isinstance(exc, Exception):  # Ctrl-C goes straight up
+                    raise
                 write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
                 raise ParityError(
                     f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
@@ -176,6 +191,7 @@ class Session:
         """The trace `port` against the reference's; `partial`: a side stopped early, so only what
         both sides produced is compared."""
         label = "isolated" if mode is Mode.ISOLATED else "full"
+        self.phase = "compare"
         with progress.phase("compare", self.timings, f"comparing ({label})"):
             reference = self.traces["reference"]
             pairs = align(reference, self.traces[port], self.adapter)
@@ -346,8 +362,10 @@ def execute(session: Session, mode: Mode) -> Outcomes:
             found.full = session.rerun_blocks(session.run_full(options))
         if mode is not Mode.FULL:
             found.isolated = session.run_isolated(main=mode is Mode.ISOLATED)
-    except ParityError as exc:
-        found.error = exc.one_line()
+    except Exception as exc:
+        # Not a divergence: a side that could not run (ParityError), or a fault in parity itself,
+        # whose traceback is kept in the report directory. Either way the run's verdict is `error`.
+        found.error = exc.one_line() if isinstance(exc, ParityError) else session.internal_error(exc)
         if session.prepared:
             for field, port, kind in (("full", "port", Mode.FULL), ("isolated", "isolated", Mode.ISOLATED)):
                 if len(session.traces[port]) and getattr(found, field) is None:
@@ -378,30 +396,37 @@ def run_case(
     capture: BlockCapture | None = None,
     mode: Mode | str = Mode.FULL,
     referee_mode: str | None = None,
+    verbose: bool = False,
 ) -> RunReport:
-    """Run both sides, compare, judge and write the report. Never raises ParityError: an error
-    becomes verdict `error` with whatever was already compared in the report.
+    """Run both sides, compare, judge and write the report into `out_dir`, replacing what was there
+    as a whole (parity.report_dir). Never raises ParityError: an error becomes verdict `error` with
+    whatever was already compared in the report.
 
     mode `full`: the port runs on its own and the first divergence is the earliest failure.
     mode `isolated`: the port runs teacher-forced on the reference's values, so every component is
     judged on its own; `both` does the two and reports the isolated table beside the full run.
     referee_mode `fp64`: when the run fails, replay the first cause in float64 (parity.referee).
+    verbose: the libraries print to the console instead of `libraries.log` in the report.
     """
     mode = Mode(mode)
-    with (
-        numerics.fixed(case.device, case.dtype) as fixed,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
-    ):
-        session = Session(case, out_dir, capture or BlockCapture(), png_writer)
-        found = execute(session, mode)
-        main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
-        main = found.isolated if main_mode is Mode.ISOLATED else found.full
-        main = Comparison.judge(main_mode, main.checks if main else (), main.noise if main else None, found.error)
-        judged = None
-        if referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
-            main, judged = with_referee(session, main)
-        session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
-        report = session.report(mode, main, found, judged, fixed, list(plugins))
+    target = ReportDir(out_dir)
+    with target as staging:
+        with (
+            numerics.fixed(case.device, case.dtype) as fixed,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
+            library_output.to_log(staging / library_output.LOG_NAME, verbose),
+        ):
+            session = Session(case, staging, capture or BlockCapture(), png_writer)
+            found = execute(session, mode)
+            main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
+            main = found.isolated if main_mode is Mode.ISOLATED else found.full
+            main = Comparison.judge(main_mode, main.checks if main else (), main.noise if main else None, found.error)
+            judged = None
+            if referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
+                main, judged = with_referee(session, main)
+            session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
+            report = session.report(mode, main, found, judged, fixed, list(plugins))
         progress.say(f"writing report to {out_dir}")
-        write(out_dir, report)
+        write(staging, report)
+        target.commit()
         return report

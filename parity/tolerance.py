@@ -12,7 +12,8 @@ The defaults and the measurements behind them are in README.md, "Tolerances".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,6 @@ DEFAULTS: dict[str, dict[str, Tolerance]] = {
         "dit_conditioning": Tolerance(atol=1e-6, rtol=7.9e-3),
     },
 }
-KINDS = tuple(DEFAULTS["float32"])
 
 # GPU runs have their own table, calibrated on clean runs on an NVIDIA H200 (README "Running on a GPU":
 # flux-tiny fp32 and bf16, flux-wide bf16 at real width, 28 steps; `python -m parity.margins` on the
@@ -134,22 +134,47 @@ def _parse(entry: Any, where: str) -> Tolerance:
         return Tolerance(exact=True, source=where)
     if not isinstance(entry, Mapping) or not set(entry) <= {"atol", "rtol", "rel_l2"} or not entry:
         raise ParityError(f'{where}: expected "exact" or a table of atol, rtol, rel_l2; got {entry!r}')
-    try:
-        rel_l2 = entry.get("rel_l2")
-        return Tolerance(
-            float(entry.get("atol", 0.0)),
-            float(entry.get("rtol", 0.0)),
-            rel_l2=None if rel_l2 is None else float(rel_l2),
-            source=where,
-        )
-    except (TypeError, ValueError):
-        raise ParityError(f"{where}: atol and rtol must be numbers, got {entry!r}") from None
+    numbers = {}
+    for name, value in entry.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ParityError(f"{where}: {name} must be a finite number >= 0, got {value!r}")
+        numbers[name] = float(value)
+    return Tolerance(numbers.get("atol", 0.0), numbers.get("rtol", 0.0), rel_l2=numbers.get("rel_l2"), source=where)
+
+
+# Tensor names an override may use besides the kinds: every canonical tensor the harness records
+# (with an optional `negative_` prefix and `.<encoder>` suffix), and the block outputs' names.
+_NAMED_TENSORS = frozenset(_KIND_BY_TENSOR) | {"latents", "hidden_states", "encoder_hidden_states"}
+
+
+def _known_name(name: str) -> bool:
+    base = name.split(".")[0].removeprefix("negative_")
+    return name in DEFAULTS["float32"] or base in _NAMED_TENSORS or base.endswith("_embeds")
+
+
+def check_overrides(layer: Mapping[str, Any], where: str = "tolerance") -> None:
+    """ParityError for the first key of an override layer that names no kind, tensor or dtype, or an
+    entry that is not a tolerance: a typo must never be ignored silently."""
+    for name, entry in layer.items():
+        if name in DEFAULTS:  # a dtype's own table
+            if not isinstance(entry, Mapping):
+                raise ParityError(f"{where}.{name}: expected a table of kinds or tensors, got {entry!r}")
+            check_overrides(entry, f"{where}.{name}")
+            continue
+        if not _known_name(name):
+            raise ParityError(
+                f"{where}: unknown key {name!r}; known kinds: {', '.join(DEFAULTS['float32'])}; "
+                f"dtype tables: {', '.join(DEFAULTS)}; or a canonical tensor name (e.g. prompt_embeds, frames)"
+            )
+        _parse(entry, f"{where}.{name}")
 
 
 class Policy:
     """Defaults plus layered overrides: later layers win (pyproject, then the case file)."""
 
-    def __init__(self, dtype: str, overrides: list[tuple[str, Mapping[str, Any]]] = (), device: str = "cpu") -> None:
+    def __init__(
+        self, dtype: str, overrides: Sequence[tuple[str, Mapping[str, Any]]] = (), device: str = "cpu"
+    ) -> None:
         if dtype not in DEFAULTS:
             raise ParityError(f"no tolerances for dtype {dtype!r}; expected one of {sorted(DEFAULTS)}")
         if device not in DEFAULTS_BY_DEVICE:
@@ -161,6 +186,7 @@ class Policy:
             for k, t in DEFAULTS_BY_DEVICE[device][dtype].items()
         }
         for origin, layer in overrides:
+            check_overrides(layer, f"{origin} tolerance")
             # A layer is either {name: tol} for every dtype or {dtype: {name: tol}}.
             for name, entry in layer.items():
                 if name in DEFAULTS:

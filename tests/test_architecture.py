@@ -12,9 +12,9 @@ LIBRARIES = ("sglang", "diffusers", "transformers")
 
 # The data flow, bottom up: a module may import its own layer and the layers below, never above.
 LAYERS = [
-    {"vocab", "errors", "stages", "files", "progress", "config"},
-    {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "plugins"},
-    {"align", "cases", "noise"},
+    {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir"},
+    {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins"},
+    {"align", "cases", "case_schema", "noise"},
     {"compare"},
     {"verdict", "hints", "components", "referee", "frames"},
     {"results"},

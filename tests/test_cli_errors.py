@@ -43,8 +43,8 @@ def test_model_index_of_an_unknown_family(tmp_path, capsys):
     ("argv", "expected"),
     [
         (["run", "flux-tiny", "--family", "nosuch"], "unknown family 'nosuch'"),
-        (["run", "flux-tiny", "--steps", "0"], "steps must be positive"),
-        (["run", "flux-tiny", "--height", "50"], "multiples of 16"),
+        (["run", "flux-tiny", "--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["run", "flux-tiny", "--height", "50"], "--height must be an integer >= 16, a multiple of 16, got 50"),
         (["run", "flux-tiny", "--plugin", "does/not/exist.py"], "plugin file does/not/exist.py does not exist"),
         (["run", "flux-tiny", "--plugin", "no_such_module_xyz"], "plugin module no_such_module_xyz failed to import"),
     ],

@@ -114,3 +114,57 @@ def test_deciding_never_changes_a_check():
     assert [dict(vars(c)) for c in checks] == before
     with pytest.raises(dataclasses.FrozenInstanceError):
         checks[0].passed = True
+
+
+def _nan_at(t, index, value=float("nan")):
+    out = t.clone()
+    out.view(-1)[index] = value
+    return out
+
+
+def test_nan_on_the_port_only_fails_and_the_message_leads_with_the_counts():
+    ref = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    check = compare_pair(pair("noise_pred", stages.DENOISING, ref, _nan_at(ref, slice(0, 12)), step=1), POLICY)
+    assert not check.passed and check.status == "nonfinite"
+    assert check.message.startswith("the port has 12 NaN/Inf of 4096 elements (all NaN) where the reference has none")
+    assert "only the 4084 elements finite on both sides" in check.message
+    # The finite-only distances stay what they are (a pass-like 0), but the row does not pass.
+    assert check.metrics.max_abs == 0.0 and check.metrics.port_nonfinite == 12
+    assert check.row()["passed"] is False and check.row()["message"] == check.message
+
+
+def test_nan_on_the_reference_only_names_the_reference():
+    ref = torch.ones(10, 10)
+    check = compare_pair(pair("latents", stages.DENOISING, _nan_at(ref, [3, 7]), ref, step=0), POLICY)
+    assert not check.passed and check.status == "nonfinite"
+    assert check.message.startswith("the reference has 2 NaN/Inf of 100 elements (all NaN) where the port has none")
+
+
+def test_nan_on_both_sides_at_different_places():
+    ref = torch.ones(100)
+    check = compare_pair(pair("latents", stages.DENOISING, _nan_at(ref, 1), _nan_at(ref, [2, 3, 4]), step=0), POLICY)
+    assert not check.passed and check.status == "nonfinite"
+    assert check.message.startswith("both sides have NaN/Inf at different places: the port 3 NaN/Inf (all NaN), ")
+    assert "the reference 1 NaN/Inf (all NaN), of 100 elements" in check.message
+    assert "only the 96 elements finite on both sides" in check.message
+
+
+def test_inf_is_counted_too_and_same_place_same_value_passes():
+    ref = torch.ones(50)
+    port = _nan_at(_nan_at(ref, 0, float("inf")), 1)
+    check = compare_pair(pair("latents", stages.DENOISING, ref, port, step=0), POLICY)
+    assert not check.passed and check.status == "nonfinite"
+    assert check.message.startswith("the port has 2 NaN/Inf of 50 elements (1 NaN, 1 Inf) where the reference has none")
+    # +Inf against -Inf at the same place: the places agree, the values do not.
+    plus, minus = _nan_at(ref, 0, float("inf")), _nan_at(ref, 0, float("-inf"))
+    check = compare_pair(pair("latents", stages.DENOISING, plus, minus, step=0), POLICY)
+    assert check.status == "nonfinite" and "at the same places" in check.message and "different values" in check.message
+    # The same NaN/Inf at the same places on both sides is agreement, judged on the finite rest.
+    assert compare_pair(pair("latents", stages.DENOISING, port, port.clone(), step=0), POLICY).passed
+
+
+def test_a_nonfinite_check_is_a_failing_cause_in_the_verdict():
+    ref = torch.ones(8)
+    checks = compare([pair("noise_pred", stages.DENOISING, ref, _nan_at(ref, 0), step=1)], POLICY)
+    verdict = decide(checks)
+    assert verdict.outcome == "fail" and verdict.first.status == "nonfinite"

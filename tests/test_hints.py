@@ -85,3 +85,43 @@ def test_block_capture_policy():
     assert BlockCapture.parse("all").first_pass(3) == {0, 1, 2}
     assert BlockCapture.parse("1,4").first_pass(3) == {1}
     assert BlockCapture.parse("none").second_pass(frozenset(), 2) == frozenset()
+
+
+def test_nan_from_step_1_block_1_names_that_step_and_block():
+    nan = X.clone()
+    nan[0, 3, :] = float("nan")  # 8 of 256 elements
+    pairs = [p(t, stages.DENOISING, X, X, step=s) for s in (0, 1) for t in ("dit_input", "dit_timestep")]
+    pairs += [p("hidden_states", stages.DENOISING, X, X, step=s, block="transformer_blocks.0") for s in (0, 1)]
+    pairs += [
+        p("hidden_states", stages.DENOISING, X, X, step=0, block="transformer_blocks.1"),
+        p("noise_pred", stages.DENOISING, X, X, step=0),
+        p("latents", stages.DENOISING, X, X, step=0),
+        p("hidden_states", stages.DENOISING, X, nan, step=1, block="transformer_blocks.1"),
+        p("noise_pred", stages.DENOISING, X, nan, step=1),
+        p("latents", stages.DENOISING, X, nan, step=1),
+    ]
+    [h] = run(*reversed(pairs))  # the trace order is not the execution order
+    assert h["at"] == "denoising/hidden_states step 1 block transformer_blocks.1"
+    assert "NaN/Inf in the port, first at denoising/hidden_states step 1 block transformer_blocks.1" in h["symptom"]
+    assert "8 of 256 elements" in h["symptom"]
+    assert "overflow" in h["likely_cause"] and "zero norm" in h["likely_cause"] and "log of 0" in h["likely_cause"]
+
+
+def test_nan_in_the_dit_output_at_step_1_when_its_blocks_were_not_recorded():
+    nan = X.clone()
+    nan[1] = float("nan")
+    [h] = run(
+        p("noise_pred", stages.DENOISING, X, X, step=0),
+        p("dit_input", stages.DENOISING, X, X, step=1),
+        p("noise_pred", stages.DENOISING, X, nan, step=1),
+        p("latents", stages.DENOISING, X, nan, step=1),
+    )
+    assert "first at denoising/noise_pred step 1 (the DiT's output): 128 of 256 elements" in h["symptom"]
+
+
+def test_nan_only_in_the_reference_says_so():
+    nan = X.clone()
+    nan[0, 0, 0] = float("nan")
+    [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, nan, X))
+    assert "NaN/Inf in the reference, first at text_encoding/prompt_embeds" in h["symptom"]
+    assert h["likely_cause"].startswith("the reference itself, not the port")

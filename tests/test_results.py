@@ -97,4 +97,5 @@ def test_port_ops_both_conclusions():
     assert "native ops too" in port_ops_both(fail.verdict, fail.verdict, Mode.FULL)["conclusion"]
     assert "passes on both" in port_ops_both(clean.verdict, clean.verdict, Mode.FULL)["conclusion"]
     errored = Comparison.judge(Mode.FULL, clean.checks, error="SGLang failed")
-    assert "could not run on its kernels (SGLang failed)" in port_ops_both(errored.verdict, clean.verdict, Mode.FULL)["conclusion"]
+    conclusion = port_ops_both(errored.verdict, clean.verdict, Mode.FULL)["conclusion"]
+    assert "could not run on its kernels (SGLang failed)" in conclusion

@@ -47,6 +47,7 @@ class Runner(Protocol):
     """One side's library: loads its pipeline for a model directory (once per process) and runs it."""
 
     side: Side
+    last_info: RunInfo | None  # the RunInfo of the current or last run, set as soon as the pipeline is loaded
 
     def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
         """The library's pipeline for this directory and the case's dtype and device (and, for the port,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from parity.runners import RunInfo, RunOptions, qualified_name
 from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
 from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
+from parity.runners.weights import check_model_dir
 from parity.taps import Taps, first_tensor
 from parity.trace import Trace
 from parity.vocab import Side
@@ -23,15 +25,43 @@ from parity.vocab import Side
 _PIPELINES: PipelineCache[Any] = PipelineCache()
 
 
+def _failed_component(exc: BaseException) -> str | None:
+    """The pipeline component Diffusers was loading when `exc` was raised: the `name` of the
+    innermost `load_sub_model` frame (pipelines/pipeline_loading_utils.py) in its traceback, or in
+    the traceback of what it was raised from. Diffusers' own message often names none (a shape
+    mismatch reads "Cannot load  because context_embedder.bias expected shape ...")."""
+    seen: set[int] = set()
+    pending: BaseException | None = exc
+    while pending is not None and id(pending) not in seen:
+        seen.add(id(pending))
+        names = [
+            frame.f_locals.get("name")
+            for frame, _ in traceback.walk_tb(pending.__traceback__)
+            if frame.f_code.co_name == "load_sub_model"
+        ]
+        if names and isinstance(names[-1], str):
+            return names[-1]
+        pending = pending.__cause__ or pending.__context__
+    return None
+
+
 def _load(model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
+    check_model_dir(model_dir)  # safetensors only, refused before Diffusers is imported (parity.runners.weights)
     import diffusers
 
     try:
+        # use_safetensors=True reaches every model component (Diffusers' and transformers'), which then
+        # raise rather than fall back to a pickle; parity.runners.weights says where that falls short.
         pipe = diffusers.DiffusionPipeline.from_pretrained(
-            str(model_dir), torch_dtype=getattr(torch, case.dtype), local_files_only=True
+            str(model_dir), torch_dtype=getattr(torch, case.dtype), local_files_only=True, use_safetensors=True
         )
     except Exception as exc:  # diffusers raises many types; all mean "cannot load this dir"
-        raise ParityError(f"Diffusers cannot load {model_dir}: {type(exc).__name__}: {exc}") from exc
+        component = _failed_component(exc)
+        where = f"{component}/ of {model_dir}" if component else str(model_dir)
+        # Diffusers' advice on a shape mismatch (load with ignore_mismatched_sizes=True, i.e. random
+        # weights) is no way to run a parity check: left out.
+        message = str(exc).split(" If you want to instead overwrite randomly initialized weights")[0]
+        raise ParityError(f"Diffusers cannot load {where}: {type(exc).__name__}: {message}") from exc
     if type(pipe).__name__ not in adapter.diffusers_classes:
         raise ParityError(
             f"Diffusers loaded {type(pipe).__name__}, but family {adapter.name!r} expects "
@@ -58,6 +88,7 @@ class DiffusersRunner:
     """The reference side's Runner (see parity.runners.Runner)."""
 
     side = Side.REFERENCE
+    last_info: RunInfo | None = None
 
     def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Any:
         """The Diffusers pipeline for this directory, dtype and device; loaded once per process and
@@ -77,7 +108,8 @@ class DiffusersRunner:
             pipeline=qualified_name(pipe),
             components={name: qualified_name(module) for name, module in pipe.components.items() if module is not None},
         )
-        size = {"height": case.height, "width": case.width}
+        self.last_info = info
+        size: dict[str, Any] = {"height": case.height, "width": case.width}
         layout = adapter.latent_layout
         loop = DenoisingRecorder(trace, case, adapter, Side.REFERENCE, options)
 

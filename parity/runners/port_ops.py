@@ -198,9 +198,9 @@ class _KernelBindings:
             if module is None or not module_name.startswith("sglang."):
                 continue
             for attribute, current in list(module.__dict__.items()):
-                kernel = self.kernels.get(id(current))
-                if kernel is not None and attribute == kernel[0]:
-                    self.found.append((module, attribute, kernel[1]))
+                bound = self.kernels.get(id(current))
+                if bound is not None and attribute == bound[0]:
+                    self.found.append((module, attribute, bound[1]))
         return self.found
 
 

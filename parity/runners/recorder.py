@@ -42,7 +42,7 @@ class DenoisingRecorder:
         self.trace = trace
         self.cfg = case.cfg_enabled
         self.layout = adapter.latent_layout
-        self.size = {"height": case.height, "width": case.width}
+        self.size: dict[str, Any] = {"height": case.height, "width": case.width}
         self.block_outputs = adapter.block_outputs
         self.block_steps = options.block_steps
         self.teacher = Teacher(options.teacher) if options.teacher is not None else None

@@ -28,6 +28,7 @@ from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
 from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
 from parity.runners.teacher import Teacher
+from parity.runners.weights import check_model_dir
 from parity.taps import Taps
 from parity.trace import Trace
 from parity.vocab import Side
@@ -174,6 +175,11 @@ def ops_mode_for(case: Case) -> str:
 
 
 def _load(model_dir: Path, case: Case, adapter: FamilyAdapter, ops_mode: str) -> Loaded:
+    # SGLang has no safetensors-only switch: its text encoders and generic components read `*.bin` /
+    # `*.pt` when a folder has no safetensors (runtime/loader/weight_utils.py, checkpoint_weights_iterator
+    # -> pt_weights_iterator -> torch.load); the DiT and VAE loaders read safetensors only. The scan
+    # (parity.runners.weights) refuses such a directory before SGLang is imported.
+    check_model_dir(model_dir)
     from sglang.multimodal_gen.runtime.pipelines_core import build_pipeline
 
     port_ops.check_mode_runs(ops_mode)
@@ -221,6 +227,7 @@ class SGLangRunner:
     """The port side's Runner (see parity.runners.Runner)."""
 
     side = Side.PORT
+    last_info: RunInfo | None = None
 
     def load(self, model_dir: Path, case: Case, adapter: FamilyAdapter) -> Loaded:
         """The native pipeline for this directory, dtype, device and op mode; built once per process
@@ -242,6 +249,7 @@ class SGLangRunner:
         loaded = self.load(model_dir, case, adapter)
         pipe, server_args = loaded.pipe, loaded.server_args
         run_info = RunInfo(pipeline=qualified_name(pipe), components=dict(loaded.components))
+        self.last_info = run_info
         if adapter.port.model_path_alias is not None:
             run_info.notes.append(
                 f"SGLang was given {loaded.model_path}, a symlink named {adapter.port.model_path_alias!r} to the "
@@ -249,7 +257,7 @@ class SGLangRunner:
             )
         req = request(loaded, model_dir, case, adapter)
 
-        size = {"height": case.height, "width": case.width}
+        size: dict[str, Any] = {"height": case.height, "width": case.width}
         layout = adapter.latent_layout
         loop = DenoisingRecorder(trace, case, adapter, Side.PORT, options)
         teacher = Teacher(options.teacher) if options.teacher is not None else None

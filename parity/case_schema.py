@@ -1,0 +1,131 @@
+"""The schema of a case: every key with its type and range, checked before torch, diffusers or
+sglang is imported, for case files and command-line flags alike. A problem is one line that names
+where the value came from and the key: `my-case.toml: steps must be an integer >= 1, got "four"`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from parity import tolerance
+from parity.errors import ParityError
+
+DTYPES = ("float32", "bfloat16")
+DEVICES = ("cpu", "cuda")
+PORT_OPS = ("auto", "kernels", "native", "both")
+SIZE_MULTIPLE = 16  # every bundled family: the VAE's factor 8 times the DiT's 2x2 patches
+MAX_SEED = 2**63  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+Rule = Callable[[Any], str | None]  # a value -> what is wrong with it, or None
+
+
+def _shown(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def integer(low: int, high: int | None = None, multiple: int = 1) -> Rule:
+    wanted = f"an integer >= {low}" + (f" and < {high}" if high is not None else "")
+    wanted += f", a multiple of {multiple}" if multiple > 1 else ""
+
+    def rule(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        ok = ok and (high is None or value < high) and value % multiple == 0
+        return None if ok else f"must be {wanted}, got {_shown(value)}"
+
+    return rule
+
+
+def number(low: float = 0.0) -> Rule:
+    def rule(value: Any) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok and value >= low else f"must be a finite number >= {low:g}, got {_shown(value)}"
+
+    return rule
+
+
+def text(value: Any) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {_shown(value)}"
+
+
+def one_of(choices: tuple[str, ...]) -> Rule:
+    def rule(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {_shown(value)}"
+
+    return rule
+
+
+def optional(inner: Rule) -> Rule:
+    def rule(value: Any) -> str | None:
+        return None if value is None else inner(value)
+
+    return rule
+
+
+def per_dtype(inner: Rule) -> Rule:
+    """A value, or a table of values by dtype (`{ float32 = ..., bfloat16 = ... }`)."""
+
+    def rule(value: Any) -> str | None:
+        if not isinstance(value, Mapping):
+            return inner(value)
+        for dtype, entry in value.items():
+            if dtype not in DTYPES:
+                return f"has a table keyed by dtype: {_shown(dtype)} is not one of {', '.join(DTYPES)}"
+            problem = inner(entry)
+            if problem is not None:
+                return f"[{dtype}] {problem}"
+        return None
+
+    return rule
+
+
+def tolerance_table(value: Any) -> str | None:
+    """Problems come back as `tolerance...: ...`, already naming the key (e.g. `tolerance.frames`)."""
+    if not isinstance(value, Mapping):
+        return f"must be a table of tolerance kinds or tensors, got {_shown(value)}"
+    try:
+        tolerance.check_overrides(value, "tolerance")
+    except ParityError as exc:
+        return str(exc)
+    return None
+
+
+FIELDS: dict[str, Rule] = {
+    "name": text,
+    "family": optional(text),
+    "fixture": optional(text),
+    "model_dir": optional(text),
+    "prompt": text,
+    "negative_prompt": optional(text),
+    "seed": integer(0, MAX_SEED),
+    "height": integer(SIZE_MULTIPLE, multiple=SIZE_MULTIPLE),
+    "width": integer(SIZE_MULTIPLE, multiple=SIZE_MULTIPLE),
+    "steps": integer(1),
+    "input_image": optional(text),
+    "input_image_size": optional(integer(1)),
+    "num_frames": optional(integer(1)),
+    "guidance_scale": number(),
+    "true_cfg_scale": optional(number()),
+    "max_sequence_length": integer(1),
+    "dtype": one_of(DTYPES),
+    "device": one_of(DEVICES),
+    "port_ops": one_of(PORT_OPS),
+    "expected": per_dtype(one_of(("pass", "fail"))),
+    "reason": text,
+    "expected_divergence": optional(per_dtype(text)),
+    "tolerance": tolerance_table,
+}
+
+
+def check(data: Mapping[str, Any], origin: str, flags: bool = False) -> None:
+    """ParityError naming `origin` and the first bad key: unknown keys, then each value by its rule.
+    `flags`: the keys are command-line options (`steps` is reported as `--steps`)."""
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ParityError(f"{origin}: unknown keys {unknown}; known: {sorted(FIELDS)}")
+    for key, value in data.items():
+        problem = FIELDS[key](value)
+        if problem is not None:
+            name = "--" + key.replace("_", "-") if flags else key
+            named = problem if problem.startswith((f"{key}.", f"{key}:")) else f"{name} {problem}"
+            raise ParityError(f"{origin}: {named}" if origin else named)
