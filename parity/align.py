@@ -38,6 +38,6 @@ def align(reference: Trace, port: Trace, adapter: FamilyAdapter) -> list[Pair]:
             continue
         seen.add(record.key)
         ref, out = reference.get(record.key), port.get(record.key)
-        stage = (ref if ref is not None else record).stage
+        stage = (ref or out or record).stage  # the last record's, as the tensor compared
         pairs.append(Pair(record.key, stage, canonical(ref), canonical(out)))
     return pairs

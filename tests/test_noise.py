@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from skimage import util
 
 from parity import calibrate
-from parity.cli import main
 from parity.noise import NOISE_SCORE, detect
 
 CAMERA = util.img_as_float(skimage.data.camera())[::4, ::4]  # 128 x 128
@@ -58,6 +57,8 @@ def test_layouts_agree_and_uint8_equals_float():
 
 def test_cli_noise_flags_noise_files_and_exits_1(tmp_path, capsys):
     from PIL import Image
+
+    from parity.cli import main  # imported here: the noise detector's tests need not load the CLI
 
     photo, noise = tmp_path / "photo.png", tmp_path / "noise.npy"
     Image.fromarray(skimage.data.coffee()).save(photo)
