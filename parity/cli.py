@@ -8,6 +8,7 @@ mistake costs a second, not a pipeline load; those modules are imported only whe
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        # A second Ctrl-C (or a library re-sending the signal) must not cut the last line short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("parity: interrupted; nothing was written (an earlier report is left as it was)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:

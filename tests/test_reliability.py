@@ -151,11 +151,14 @@ def test_the_fuzz_test_generated_its_case_files():
 
 
 def _parity(*args: str, **kwargs) -> subprocess.Popen:
+    # SIGINT at its default, as in a terminal: a process started in the background by a shell
+    # without job control (nohup ... &) inherits it ignored, and Python then never raises Ctrl-C.
     return subprocess.Popen(
         [sys.executable, "-m", "parity", "run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **kwargs,
     )
 

@@ -26,6 +26,7 @@ from parity.inputs import pipeline_inputs
 from parity.runners import RunInfo, RunOptions, port_ops, qualified_name
 from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
+from parity.runners.req_fields import ReqFields
 from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
 from parity.runners.teacher import Teacher
 from parity.runners.weights import check_model_dir
@@ -257,68 +258,9 @@ class SGLangRunner:
             )
         req = request(loaded, model_dir, case, adapter)
 
-        size: dict[str, Any] = {"height": case.height, "width": case.width}
-        layout = adapter.latent_layout
         loop = DenoisingRecorder(trace, case, adapter, Side.PORT, options)
         teacher = Teacher(options.teacher) if options.teacher is not None else None
-        recorded: set[str] = set()
-
-        def reference_for(name: str, value: Any) -> Any:
-            """Isolated mode: the reference's value to put in the Req instead of the port's."""
-            found = teacher.get(name, like=value) if teacher is not None else None
-            return value if found is None else found
-
-        embeds_seen: dict[str, list[int]] = {}
-
-        def read_contract_fields(batch: Any, taps: Taps) -> None:
-            """After any stage: record the Req contract fields it filled, by their role, so a Hybrid
-            port's single BeforeDenoisingStage is reported stage by stage too. Latents and the schedule
-            are recorded when first set; prompt embeddings again whenever a later stage replaces them
-            (SD3 merges its three encoders' outputs in a stage of its own), so the last record is what
-            the denoiser consumes."""
-            for field, names in (
-                ("prompt_embeds", adapter.port.prompt_embeds),
-                ("negative_prompt_embeds", adapter.port.negative_prompt_embeds),
-                *adapter.port.pooled_fields,
-            ):
-                values = getattr(batch, field, None)
-                if values and embeds_seen.get(field) != [id(v) for v in values]:
-                    for index, (name, value) in enumerate(zip(names, values, strict=False)):
-                        trace.add(name, stages.TEXT_ENCODING, value)
-                        values[index] = reference_for(name, value)
-                    for repeat_field, repeat_names in adapter.port.repeated_embeds:
-                        repeated = getattr(batch, repeat_field, None) or []
-                        for index, name in enumerate(repeat_names[: len(repeated)]):
-                            repeated[index] = reference_for(name, repeated[index])
-                    embeds_seen[field] = [id(v) for v in values]
-            if "latents" not in recorded and getattr(batch, "latents", None) is not None:
-                recorded.add("latents")
-                trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=layout, **size)
-                batch.latents = reference_for("latents", batch.latents)
-            # Further tensor fields, e.g. a condition image's latents, GLM-Image's AR prior tokens.
-            for fields, stage in (
-                (adapter.port.text_fields, stages.TEXT_ENCODING),
-                (adapter.port.latent_fields, stages.LATENT_PREPARATION),
-            ):
-                for field, name in fields:
-                    if name not in recorded and getattr(batch, field, None) is not None:
-                        recorded.add(name)
-                        trace.add(name, stage, getattr(batch, field))
-                        setattr(batch, field, reference_for(name, getattr(batch, field)))
-            if "timesteps" not in recorded and getattr(batch, "timesteps", None) is not None:
-                recorded.add("timesteps")
-                # The schedule actually used lives on the request's scheduler (batch.sigmas is
-                # the unshifted input linspace).
-                scheduler = getattr(batch, "scheduler", None)
-                source = scheduler if scheduler is not None else batch
-                trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
-                trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
-                if teacher is not None:
-                    source.timesteps = reference_for("timesteps", source.timesteps)
-                    source.sigmas = reference_for("sigmas", source.sigmas)
-                    batch.timesteps = reference_for("timesteps", batch.timesteps)
-                if scheduler is not None:
-                    taps.wrap_method(scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
+        fields = ReqFields(trace, case, adapter, teacher, loop)
 
         with Taps() as taps:
             for stage in pipe.stages:
@@ -329,7 +271,7 @@ class SGLangRunner:
                 for index, tokenizer in enumerate(tokenizers):
                     if tokenizer is not None:
                         tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
-                taps.wrap_method(stage, "forward", lambda a, k, out: read_contract_fields(out, taps))
+                taps.wrap_method(stage, "forward", lambda a, k, out: fields.after_stage(out, taps))
             loop.tap_dit(taps, pipe.get_module("transformer"), adapter, Side.PORT)
             tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
             output, kernels = forward(loaded, req)
