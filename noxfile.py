@@ -78,11 +78,23 @@ def lint(session: nox.Session) -> None:
 
 # Mutation testing (`nox -s mutation`): each module with the fast unit tests that must kill its mutants.
 # One line per module; e.g. "compare": ["tests/test_compare_verdict.py"] adds parity/compare.py.
+# compare and verdict: the tests that judge synthetic pairs (checks, verdicts, results, hints, reports).
+JUDGING_TESTS = [
+    "tests/test_compare_verdict.py",
+    "tests/test_compare_properties.py",
+    "tests/test_verdict_properties.py",
+    "tests/test_results.py",
+    "tests/test_hints.py",
+    "tests/test_report.py",
+    "tests/test_referee_components.py",
+]
 MUTATION_MODULES: dict[str, list[str]] = {
     "metrics": ["tests/test_metrics.py", "tests/test_metrics_properties.py"],
     "tolerance": ["tests/test_tolerance.py"],
     "align": ["tests/test_align.py"],
     "noise": ["tests/test_noise.py", "tests/test_noise_detectors.py"],
+    "compare": JUDGING_TESTS,
+    "verdict": JUDGING_TESTS,
 }
 MUTATION_MAX_SURVIVORS = 0.10  # per module: the share of mutants that may survive unaccepted
 MUTATION_ACCEPTED = ROOT / "tests" / "mutation_survivors.toml"  # survivors accepted, each with its reason
