@@ -212,7 +212,7 @@ def _finish(base: Metrics, row: list[float]) -> tuple[Metrics, float]:
     elif ref_norm == 0.0 or out_norm == 0.0:
         cosine = 0.0
     else:
-        cosine = dot / (ref_norm * out_norm)
+        cosine = max(-1.0, min(1.0, dot / (ref_norm * out_norm)))  # rounding may step just past +-1
     if err_norm == 0.0:
         rel_l2, sqnr = 0.0, math.inf
     elif ref_norm == 0.0:
