@@ -304,3 +304,20 @@ def test_pairs_are_stacked_on_their_references_device():
     items = [(torch.ones(3, device="meta"), torch.ones(3, device="meta"), 0.0), (torch.ones(3), torch.ones(3), 0.0)]
     rows = metrics._measure(items, [0, 1], scalars)
     assert sorted(seen) == ["cpu", "meta"] and sorted(rows) == [0, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), size=st.integers(1, 257), sign=st.sampled_from([1.0, -1.0]))
+def test_a_cosine_never_leaves_minus_one_to_one_and_is_exact_for_equal_or_opposite_tensors(seed, size, sign):
+    x = torch.randn(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 1e3
+    assert metrics.compute(x, sign * x).cosine == sign  # rounding of the dot product never shows
+    y = x + torch.randn(size, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    assert -1.0 <= metrics.compute(x, y).cosine <= 1.0
+
+
+def test_the_cosine_of_a_tiny_port_against_a_large_reference_is_its_direction_not_rounding():
+    # The dot product from the norms' identity cancelled here (cosine 0.5 for orthogonal tensors).
+    reference = torch.tensor([0.126, 0.0], dtype=torch.float64)
+    port = torch.tensor([0.0, 2.8e-17], dtype=torch.float64)
+    assert metrics.compute(reference, port).cosine == 0.0
+    assert metrics.compute(reference, port.flip(0)).cosine == pytest.approx(1.0, abs=1e-15)
