@@ -304,8 +304,8 @@ class Session:
         plugins: list[str],
     ) -> RunReport:
         """The RunReport of the session's runs: `main` is the comparison the run is judged on."""
-        isolated = found.isolated if mode is not Mode.FULL else None
-        verdict, decided_by = combine(main, isolated if mode is Mode.BOTH else None)
+        isolated = found.isolated  # None in full mode: its isolated trace stays empty
+        verdict, decided_by = combine(main, isolated)  # only a full-mode main takes the isolated verdict
         case = self.case
         return RunReport(
             mode=mode,
@@ -366,10 +366,10 @@ def execute(session: Session, mode: Mode) -> Outcomes:
         # Not a divergence: a side that could not run (ParityError), or a fault in parity itself,
         # whose traceback is kept in the report directory. Either way the run's verdict is `error`.
         found.error = exc.one_line() if isinstance(exc, ParityError) else session.internal_error(exc)
-        if session.prepared:
-            for field, port, kind in (("full", "port", Mode.FULL), ("isolated", "isolated", Mode.ISOLATED)):
-                if len(session.traces[port]) and getattr(found, field) is None:
-                    setattr(found, field, session.compare(port, kind, partial=True))
+        if session.prepared and found.full is None and len(session.traces["port"]):
+            found.full = session.compare("port", Mode.FULL, partial=True)
+        if session.prepared and found.isolated is None and len(session.traces["isolated"]):
+            found.isolated = session.compare("isolated", Mode.ISOLATED, partial=True)
     return found
 
 
