@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity import cases, plugins, progress, report_dir
+from parity import cases, parallel, plugins, progress, report_dir
 from parity.capture import BlockCapture
 from parity.errors import ParityError
 from parity.vocab import Mode
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         help="kernels: SGLang's own dispatch (fused kernels); native: every SGLang CustomOp runs its "
         "forward_native, fused kernels their pure-torch twins, attention torch SDPA (the report lists "
         "each rerouted op); auto (default): native on CPU, kernels on CUDA",
+    )
+    run.add_argument(
+        "--port-parallel",
+        metavar="DEGREES",
+        help="run the port in several ranks, e.g. tp=2, ulysses=2, kvgather=2, cfg=2, ring=2 (GPU) or "
+        "tp=2,ulysses=2 (the product is the number of ranks); the report compares it with the reference "
+        "and with the same port at one rank",
     )
     run.add_argument(
         "--plugin",
@@ -141,23 +148,14 @@ def _noise(files: list[Path], value_range: str | None = None) -> int:
     flagged = errors = 0
     for path in files:
         try:
-            frames = _load_frames(path, bounds)  # read and tiled before torch is imported: never both in memory
+            frames = _load_frames(path, bounds)
         except ParityError as exc:
             print(f"parity: error: {exc.one_line()}", file=sys.stderr)
             errors += 1
             continue
-        import torch
+        from parity.noise import detect  # numpy arrays are judged in numpy: torch is never imported here
 
-        from parity.noise import detect
-
-        # One thread: on frames and tiles of <= 1024 px, handing work between threads costs more than
-        # it saves (9 tiles of 512 px: 0.5 s on one thread, 2.7 s on two busy cores).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            reports = [image_files.worst_tile([detect(tile) for tile in tiles]) for tiles in frames]
-        finally:
-            torch.set_num_threads(threads)
+        reports = [image_files.worst_tile([detect(tile) for tile in tiles]) for tiles in frames]
         worst = max(reports, key=lambda r: (r.flagged, r.score))
         flagged += worst.flagged
         verdict = worst.reason.upper() if worst.flagged else "ok"
@@ -180,7 +178,9 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
         port_ops=args.port_ops,
+        port_parallel=args.port_parallel,
     )
+    parallel.check_run(case.degrees, args.mode, case.port_ops)  # before any model work
     out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
     report_dir.check(out)  # before any model work: a bad --out is found in a second
     progress.quiet = args.quiet
@@ -190,7 +190,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.family:
         families.get(args.family)  # fail early on a typo (a plugin may have registered it)
-    report = run_case(case, out, loaded, capture, args.mode, args.referee, verbose=args.verbose)
+    report = run_case(
+        case, out, loaded, capture, args.mode, args.referee, verbose=args.verbose, plugin_specs=args.plugin
+    )
     for line in console_lines(report, out):
         print(line)
     if report.verdict.error:
@@ -203,9 +205,9 @@ def console_lines(report: RunReport, out: Path) -> list[str]:
     case, verdict, summary = report.case, report.verdict, report.summary
     line = f"{case['name']} [{case['dtype']}, {case['device']}, {report.mode}]: {verdict.outcome.upper()}"
     line += f" ({summary['passed']}/{summary['checks']} checks passed"
-    if report.decided_by is not report.main:
+    if report.decided_by_name is not None:
         decided = report.decided_by.summary
-        line += f" in the full run, {decided['passed']}/{decided['checks']} in the {report.decided_by.mode} run"
+        line += f" in the full run, {decided['passed']}/{decided['checks']} in {report.decided_by_name}"
     line += ")"
     if verdict.first is not None:
         where = ", ".join(f"{k}={v}" for k, v in verdict.first.where().items() if v is not None)
@@ -215,6 +217,10 @@ def console_lines(report: RunReport, out: Path) -> list[str]:
     if report.mode is Mode.BOTH and report.isolated is not None:
         line += f"; isolated components: {report.isolated.verdict.outcome.upper()}"
     lines = [line]
+    if report.parallel is not None:
+        lines.append(
+            f"  port ranks ({report.case['port_parallel']}): {report.parallel.conclusion(report.main.verdict)}"
+        )
     section = report.main.noise
     if section:
         port, ref = section["port"][0], section["reference"][0]

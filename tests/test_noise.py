@@ -23,6 +23,19 @@ def test_calibration_has_no_false_flags_and_no_misses():
     assert benign.score.max() < NOISE_SCORE < flagged[flagged.expected == "noise"].score.min()
 
 
+def test_calibration_verdicts_are_the_same_for_tensors():
+    """The table is measured in numpy (as `parity noise` judges files); a run judges its frames as
+    torch tensors. Every calibration input gets the same verdict and score either way."""
+    import torch
+
+    inputs = [p for name in calibrate.PHOTOS for _, p in calibrate.benign_variants(calibrate.photo(name))]
+    inputs += [p for *_, p, _ in calibrate.flagged_inputs(np.random.default_rng(0))]
+    for pixels in inputs:
+        as_array, as_tensor = detect(pixels), detect(torch.from_numpy(np.asarray(pixels)))
+        assert as_array.reason == as_tensor.reason
+        assert as_array.score == pytest.approx(as_tensor.score, abs=1e-9)
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), low=st.floats(0.0, 0.4), extra=st.floats(0.02, 0.4))
 def test_adding_more_noise_never_lowers_the_score(seed, low, extra):
