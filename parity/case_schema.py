@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from parity import tolerance
+from parity import parallel, tolerance
 from parity.errors import ParityError
 
 DTYPES = ("float32", "bfloat16")
@@ -79,6 +79,40 @@ def per_dtype(inner: Rule) -> Rule:
     return rule
 
 
+def parallel_degrees(value: Any) -> str | None:
+    """`tp=2,ulysses=2` (parity.parallel), checked for its syntax; the device's limits come with the case."""
+    if not isinstance(value, str):
+        return f'must be a string of degrees such as "tp=2" or "ulysses=2,cfg=2", got {_shown(value)}'
+    try:
+        parallel.parse(value, device="cuda")
+    except ParityError as exc:
+        return f"{_shown(value)}: {str(exc).split(': ', 1)[1]}"
+    return None
+
+
+SUITE_KEYS = {"default": "a boolean", "parallel": "a list of degrees", "parallel_all": "a list of degrees"}
+
+
+def suite_table(value: Any) -> str | None:
+    """`[suite]`: how `nox -s parity` runs the case (parity.suite): `default = false` leaves it to
+    `--all`; `parallel` / `parallel_all` list port degrees to run it at too (by default / with --all)."""
+    if not isinstance(value, Mapping):
+        return f"must be a table (default, parallel, parallel_all), got {_shown(value)}"
+    for key, entry in value.items():
+        if key not in SUITE_KEYS:
+            return f"has an unknown key {_shown(key)}; known: {', '.join(SUITE_KEYS)}"
+        if key == "default" and not isinstance(entry, bool):
+            return f"default must be true or false, got {_shown(entry)}"
+        if key != "default":
+            if not isinstance(entry, list):
+                return f"{key} must be {SUITE_KEYS[key]}, got {_shown(entry)}"
+            for degrees in entry:
+                problem = parallel_degrees(degrees)
+                if problem is not None:
+                    return f"{key} {problem}"
+    return None
+
+
 def tolerance_table(value: Any) -> str | None:
     """Problems come back as `tolerance...: ...`, already naming the key (e.g. `tolerance.frames`)."""
     if not isinstance(value, Mapping):
@@ -110,10 +144,12 @@ FIELDS: dict[str, Rule] = {
     "dtype": one_of(DTYPES),
     "device": one_of(DEVICES),
     "port_ops": one_of(PORT_OPS),
+    "port_parallel": parallel_degrees,
     "expected": per_dtype(one_of(("pass", "fail"))),
     "reason": text,
     "expected_divergence": optional(per_dtype(text)),
     "tolerance": tolerance_table,
+    "suite": suite_table,
 }
 
 

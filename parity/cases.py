@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from parity import case_schema, stages
+from parity import case_schema, parallel, stages
 from parity.errors import ParityError
 
 # The repository's fixtures/ folder installs as this package (pyproject.toml's package-dir): the name
@@ -47,6 +47,8 @@ class Case:
     dtype: str = "float32"
     device: str = "cpu"
     port_ops: str = "auto"  # SGLang's kernels, its native ops, both, or auto: what runs on the device
+    # The port's ranks (parity.parallel): "1", or degrees such as "tp=2", "ulysses=2,cfg=2"
+    port_parallel: str = "1"
     # "fail" marks a known, documented divergence (see `reason`); a table {float32 = "fail", bfloat16 = "pass"}
     # sets it per dtype (a divergence below one dtype's resolution), dtypes it leaves out expect "pass".
     expected: str | dict[str, str] = "pass"
@@ -55,6 +57,9 @@ class Case:
     # so the suite fails when a known divergence moves or another one appears before it.
     expected_divergence: str | dict[str, str] | None = None
     tolerance: dict[str, Any] = field(default_factory=dict)
+    # How the bundled suite (parity.suite) runs it: { default = false } only with --all; parallel /
+    # parallel_all: port degrees it also runs at (fp32, full mode), by default / with --all.
+    suite: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, origin: str | None = None) -> Case:
         """Every key by the case schema (parity.case_schema), then the rules between keys; `origin`
@@ -64,6 +69,11 @@ class Case:
         self._validate_expected_divergence()
         if (self.true_cfg_scale is not None) != (self.negative_prompt is not None):
             raise ParityError(f"{origin}: true_cfg_scale and negative_prompt go together")
+        parallel.check(self.degrees, self.device, self.port_parallel)
+        if self.degrees.cfg > 1 and not self.cfg_enabled:
+            raise ParityError(
+                f"{origin}: port_parallel {self.port_parallel!r} splits the CFG branches, but the case has no CFG"
+            )
         if (self.fixture is None) == (self.model_dir is None):
             raise ParityError(f"{origin}: give exactly one of 'fixture' or 'model_dir'")
         return self
@@ -95,6 +105,11 @@ class Case:
         if isinstance(self.expected, dict):
             return self.expected.get(dtype or self.dtype, "pass")
         return self.expected
+
+    @property
+    def degrees(self) -> parallel.Degrees:
+        """The port's parallel degrees (one rank unless `port_parallel` says otherwise)."""
+        return parallel.parse(self.port_parallel, self.device)
 
     @property
     def cfg_enabled(self) -> bool:

@@ -120,9 +120,13 @@ def _list() -> int:
         else:
             at = " at " + ", ".join(f"{pin} ({dtype})" for dtype, pin in pins.items()) if pins else ""
         expect = f"  (expected to fail{where}{at}: {case.reason})" if failing else ""
+        device = "" if case.device == "cpu" else f" device={case.device}"
+        ranks = f" port_parallel={case.port_parallel}" if case.degrees.parallel else ""
+        also = case.suite.get("parallel", []) + case.suite.get("parallel_all", [])
+        ranks += f" (suite also at {', '.join(also)})" if also else ""
         print(
             f"{case.name:<24} family={case.family:<8} {case.height}x{case.width} "
-            f"steps={case.steps} dtype={case.dtype}{'' if case.device == 'cpu' else ' device=' + case.device}{expect}"
+            f"steps={case.steps} dtype={case.dtype}{device}{ranks}{expect}"
         )
     return 0
 

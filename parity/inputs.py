@@ -22,7 +22,7 @@ def pipeline_inputs(
     """The pipeline inputs of `side` for the case: prompt, size, steps and guidance; `library` (the
     runner's own inputs; a case input of the same name replaces one); the negative prompt with the CFG
     scale, the frame count and the input image under the side's argument names; the adapter's
-    `call_inputs`; less the arguments the side's pipeline does not take."""
+    `call_inputs` and the side's own; less the arguments the side's pipeline does not take."""
     spec = adapter.side(side)
     inputs = {
         "prompt": case.prompt,
@@ -41,6 +41,7 @@ def pipeline_inputs(
     if case.input_image is not None:  # the same pixels on both sides
         inputs[spec.image_argument] = image(case.input_image, case.input_image_size, adapter.input_image_mode)
     inputs.update(adapter.call_inputs)  # inputs whose defaults differ between the libraries
+    inputs.update(spec.call_inputs)  # inputs only this side's pipeline takes
     omitted = adapter.reference.omitted_arguments if side == Side.REFERENCE else ()
     for name in omitted:  # arguments this pipeline does not take
         inputs.pop(name, None)

@@ -47,7 +47,7 @@ def markdown(doc: dict[str, Any]) -> str:
     """report.md: the verdict and its hints first, then every check, the causes, the decoded frames,
     the isolated components and the notes."""
     out = io.StringIO()
-    for section in (_md_head, _md_checks, _md_causes, _md_frames, _md_isolated, _md_notes):
+    for section in (_md_head, _md_checks, _md_causes, _md_frames, _md_isolated, _md_parallel, _md_notes):
         section(doc, out)
     return out.getvalue()
 
@@ -61,10 +61,15 @@ def _md_head(doc: dict[str, Any], out: io.StringIO) -> None:
         where = ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
         out.write(f" — first divergence: {where}")
     out.write("\n\n")
-    if doc.get("decided_by"):
+    if doc.get("decided_by") == "isolated":
         out.write(
-            f"The verdict comes from the {doc['decided_by']} run (the full run passes): its checks are under "
+            "The verdict comes from the isolated run (the full run passes): its checks are under "
             '"Isolated components" below.\n\n'
+        )
+    elif doc.get("decided_by"):
+        out.write(
+            f"The verdict comes from {doc['decided_by']} (the comparison with the reference passes): see "
+            '"Port ranks" below.\n\n'
         )
     if doc.get("error"):
         out.write(f"Error: {doc['error']}\n\n")
@@ -108,6 +113,37 @@ def _md_causes(doc: dict[str, Any], out: io.StringIO) -> None:
         for row in failing:
             where = "".join(f" {k} {row[k]}" for k in ("step", "block") if row[k] is not None)
             out.write(f"- `{row['stage']}/{row['tensor']}`{where}: {row['message']}\n")
+
+
+def _md_parallel(doc: dict[str, Any], out: io.StringIO) -> None:
+    """--port-parallel: the ranks, the conclusion, and the two comparisons beside the main one."""
+    section = doc.get("parallel")
+    if not section:
+        return
+    degrees = ", ".join(f"{k}={v}" for k, v in section["degrees"].items() if k not in ("world_size", "sp") and v > 1)
+    out.write(f"\n## Port ranks: {section['world_size']} ({degrees})\n\n{section['conclusion']}.\n\n")
+    out.write("| comparison | verdict | first divergence | checks passed | worst block max abs | frames max abs |\n")
+    out.write("|---|---|---|---|---|---|\n")
+    for name, title in (
+        ("vs_one_rank", "ranks vs the port at one rank"),
+        ("rank_agreement", "rank vs rank (whole tensors)"),
+    ):
+        part = section[name]
+        first = part["first_divergence"]
+        where = ", ".join(f"{k}={v}" for k, v in first.items() if v is not None) if first else "–"
+        summary = f"{part['summary']['passed']}/{part['summary']['checks']}"
+        numbers = [_fmt(part["worst_block_max_abs"]), _fmt(part["frames_max_abs"])]
+        out.write(f"| {title} | {part['verdict']} | {where} | {summary} | " + " | ".join(numbers) + " |\n")
+    out.write("\n| rank | tp | sp | ulysses | ring | cfg | DiT parameters | SGLang's degrees |\n")
+    out.write("|---|---|---|---|---|---|---|---|\n")
+    for tags in section["ranks"]:
+        cells = [_fmt(tags.get(k)) for k in ("rank", "tp", "sp", "ulysses", "ring", "cfg", "dit_parameters")]
+        sglang = ", ".join(f"{k}={v}" for k, v in (tags.get("sglang") or {}).items())
+        out.write("| " + " | ".join(cells) + f" | {sglang} |\n")
+    out.write(
+        f"\nThe DiT at one rank: {_fmt(section['one_rank_dit_parameters'])} parameters. "
+        f"Records merged from sequence shards: {section['sharded_records']}.\n"
+    )
 
 
 def _md_frames(doc: dict[str, Any], out: io.StringIO) -> None:

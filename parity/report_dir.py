@@ -75,9 +75,7 @@ class ReportDir:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self.staging is not None:  # not committed: the previous report stays as it was
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None

@@ -63,17 +63,92 @@ def port_ops_both(kernels: Verdict, native: Verdict, native_mode: Mode) -> dict[
     }
 
 
-def combine(main: Comparison, isolated: Comparison | None) -> tuple[Verdict, Comparison]:
-    """`--mode both`: the run fails when either comparison fails. Returns the run's verdict and the
-    comparison it came from (the full run's, unless only the isolated run fails)."""
-    if (
-        isolated is not None
-        and main.mode is Mode.FULL
-        and main.verdict.outcome is Outcome.PASS
-        and isolated.verdict.outcome is Outcome.FAIL
-    ):
+def combine(
+    main: Comparison, isolated: Comparison | None, parallel: ParallelResult | None = None
+) -> tuple[Verdict, Comparison]:
+    """The run fails when any of its comparisons fails. Returns the run's verdict and the comparison
+    it came from: the main one, unless it passes and another does not: the isolated run's (`--mode
+    both`), then the ranks' agreement or their comparison with the one-rank port (`--port-parallel`)."""
+    if main.verdict.outcome is not Outcome.PASS:
+        return main.verdict, main
+    if isolated is not None and main.mode is Mode.FULL and isolated.verdict.outcome is Outcome.FAIL:
         return isolated.verdict, isolated
+    failing = parallel.failing() if parallel is not None else None
+    if failing is not None:
+        return failing.verdict, failing
     return main.verdict, main
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    """`--port-parallel`: the ranks' own comparisons beside the main one (the ranks against the
+    reference). `vs_one_rank`: the merged ranks against the same port run at one rank, at the
+    one-rank tolerances: where it first diverges, the parallel path is to blame. `agreement`: each
+    tensor every rank holds whole, rank against rank (a collective on the wrong group, a rank-dependent
+    value)."""
+
+    degrees: dict[str, int]
+    # each rank's place (rank, tp, sp, ulysses, ring, cfg), SGLang's resolved degrees and its DiT's size
+    ranks: list[dict[str, Any]]
+    sharded: int  # records put together from sequence shards
+    vs_one_rank: Comparison
+    agreement: Comparison
+    one_rank_dit_parameters: int | None = None  # the DiT's size at one rank (a TP rank holds less)
+
+    def failing(self) -> Comparison | None:
+        """The first of the two that does not pass (agreement first: it is the more basic)."""
+        for comparison in (self.agreement, self.vs_one_rank):
+            if comparison.verdict.outcome is not Outcome.PASS:
+                return comparison
+        return None
+
+    def conclusion(self, main: Verdict) -> str:
+        world = f"the {self.degrees['world_size']}-rank port"
+        agreement, one_rank = self.agreement.verdict, self.vs_one_rank.verdict
+        if agreement.first is not None:
+            return (
+                f"the ranks disagree on {agreement.first.label()}, a tensor every rank holds whole: the "
+                "parallel path is to blame (a collective on the wrong group, or a rank-dependent value)"
+            )
+        if one_rank.first is not None:
+            return (
+                f"{world} diverges from the same port at one rank first at {one_rank.first.label()}: the "
+                "parallel path is to blame (a shard, gather, padding or head split), not the port's logic"
+            )
+        if main.first is not None:
+            return (
+                f"{world} matches its one-rank run; its divergence from the reference (first at "
+                f"{main.first.label()}) is the port's own, not the parallelism's"
+            )
+        return f"{world} matches the reference and its one-rank run"
+
+    def as_json(self, main: Verdict) -> dict[str, Any]:
+        return {
+            "degrees": self.degrees,
+            "world_size": self.degrees["world_size"],
+            "ranks": self.ranks,
+            "sharded_records": self.sharded,
+            "one_rank_dit_parameters": self.one_rank_dit_parameters,
+            "conclusion": self.conclusion(main),
+            "vs_one_rank": _section(self.vs_one_rank),
+            "rank_agreement": _section(self.agreement),
+        }
+
+
+def _section(comparison: Comparison) -> dict[str, Any]:
+    """A side comparison in report.json: its verdict, where it first diverges, the largest block and
+    frame differences, and its checks."""
+    blocks = [c.metrics.max_abs for c in comparison.checks if c.block is not None and c.metrics is not None]
+    frames = [c.metrics.max_abs for c in comparison.checks if c.tensor == "frames" and c.metrics is not None]
+    return {
+        "verdict": comparison.verdict.outcome,
+        "first_divergence": comparison.verdict.first_divergence,
+        "error": comparison.verdict.error,
+        "summary": comparison.summary,
+        "worst_block_max_abs": max(blocks, default=None),
+        "frames_max_abs": frames[0] if frames else None,
+        "checks": comparison.rows(),
+    }
 
 
 @dataclass
@@ -97,6 +172,7 @@ class RunReport:
     trace_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
     native: Comparison | None = None  # --port-ops both: the port on its native ops
     isolated: Comparison | None = None  # --mode isolated / both
+    parallel: ParallelResult | None = None  # --port-parallel
     cfg: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
     gpu_peak_mib: dict[str, float] | None = None
@@ -106,6 +182,18 @@ class RunReport:
     @property
     def checks(self) -> tuple[Check, ...]:
         return self.main.checks
+
+    @property
+    def decided_by_name(self) -> str | None:
+        """Which comparison the verdict comes from when it is not the main one: "isolated",
+        "parallel.vs_one_rank" or "parallel.rank_agreement" (None: the main one)."""
+        if self.decided_by is self.main:
+            return None
+        if self.parallel is not None and self.decided_by is self.parallel.vs_one_rank:
+            return "parallel.vs_one_rank"
+        if self.parallel is not None and self.decided_by is self.parallel.agreement:
+            return "parallel.rank_agreement"
+        return str(self.decided_by.mode)
 
     @property
     def hints(self) -> list[dict]:
@@ -133,8 +221,8 @@ class RunReport:
             "error": self.verdict.error,
             "summary": self.summary,
         }
-        if self.decided_by is not self.main:  # --mode both, and only the isolated run fails
-            doc["decided_by"] = self.decided_by.mode
+        if self.decided_by_name is not None:  # the main comparison passes, another one does not
+            doc["decided_by"] = self.decided_by_name
         doc |= {
             "mode": self.mode,
             "case": self.case,
@@ -156,6 +244,8 @@ class RunReport:
             doc["port_ops_both"] = port_ops_both(self.main.verdict, self.native.verdict, self.native.mode)
         if self.isolated is not None:
             doc["isolated"] = self.isolated_section()
+        if self.parallel is not None:
+            doc["parallel"] = self.parallel.as_json(self.main.verdict)
         doc |= {
             "timings_s": self.timings_s,
             "gpu_peak_mib": self.gpu_peak_mib,

@@ -17,8 +17,19 @@ from typing import Any
 
 import torch
 
-from parity import families, fixture_cache, frames, library_output, numerics, progress, referee, stages
-from parity.align import align
+from parity import (
+    families,
+    fixture_cache,
+    frames,
+    library_output,
+    numerics,
+    parallel,
+    progress,
+    rank_merge,
+    referee,
+    stages,
+)
+from parity.align import Pair, align
 from parity.capture import BlockCapture
 from parity.cases import Case
 from parity.compare import Check, compare
@@ -28,9 +39,9 @@ from parity.families.base import FamilyAdapter
 from parity.files import write_atomic
 from parity.report import write
 from parity.report_dir import ReportDir
-from parity.results import Comparison, RunReport, combine
+from parity.results import Comparison, ParallelResult, RunReport, combine
 from parity.runners import RunInfo, RunOptions, runner_for
-from parity.tolerance import Policy
+from parity.tolerance import Policy, one_rank_policy
 from parity.trace import Key, Trace
 from parity.verdict import Verdict
 from parity.vocab import Mode, Outcome, Side
@@ -95,6 +106,15 @@ def referee_target(verdict: Verdict) -> Check | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class RankRun:
+    """What the port's ranks reported beyond their merged trace (accumulated over reruns)."""
+
+    tags: list[dict[str, Any]]  # each rank's place in the process groups, SGLang's degrees, its DiT's size
+    agreement: list[Pair]  # whole tensors: the lowest rank's value against the most different rank's
+    sharded: int  # records put together from sequence shards
+
+
+@dataclasses.dataclass(frozen=True)
 class Setup:
     """What a session needs before any pipeline runs."""
 
@@ -111,8 +131,16 @@ class Session:
     # Trace names: the reference, the port on its own, the port teacher-forced, the port on native ops.
     TRACES = {"reference": Side.REFERENCE, "port": Side.PORT, "isolated": Side.PORT}
 
-    def __init__(self, case: Case, out_dir: Path, capture: BlockCapture, png_writer: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        case: Case,
+        out_dir: Path,
+        capture: BlockCapture,
+        png_writer: ThreadPoolExecutor,
+        plugin_specs: tuple[str, ...] = (),
+    ) -> None:
         self.case = case
+        self.plugin_specs = plugin_specs  # as given (files or modules): the port's rank processes import them too
         self.out_dir = out_dir
         self.capture = capture
         self.timings: dict[str, float] = {}
@@ -124,6 +152,8 @@ class Session:
         self.phase = "setup"  # what the session is doing, named in an internal error
         self._png_writer = png_writer
         self._pngs: Future | None = None
+        self.ranks: RankRun | None = None  # --port-parallel: the ranks' places and what their merge found
+        self.infos_one_rank: RunInfo | None = None  # --port-parallel: the port's one-rank run
 
     def internal_error(self, exc: Exception) -> str:
         """The one line for an exception that is parity's own fault; its traceback goes to a file."""
@@ -245,9 +275,75 @@ class Session:
         return native
 
     def run_full(self, options: RunOptions) -> Comparison:
+        if self.case.degrees.parallel:
+            return self.run_parallel(options)
         self.infos[Side.PORT] = self.run_side(Side.PORT, self.traces["port"], options, "port")
         self.start_pngs("port")
         return self.compare("port", Mode.FULL)
+
+    # -- the port in several ranks (--port-parallel) ----------------------------------------------------
+
+    def run_parallel(self, options: RunOptions) -> Comparison:
+        """The port at one rank (in this process), then in its ranks (merged into the `port` trace):
+        the ranks are compared with the reference (the run's verdict) and with the one-rank run."""
+        one_rank = dataclasses.replace(self.case, port_parallel="1")
+        self.traces["one_rank"] = Trace(Side.PORT, self.case.device)
+        self.infos_one_rank = self.run_side(Side.PORT, self.traces["one_rank"], options, "port_one_rank", case=one_rank)
+        self.run_ranks(self.traces["port"], options, "port")
+        self.start_pngs("port")
+        return self.compare("port", Mode.FULL)
+
+    def run_ranks(self, trace: Trace, options: RunOptions, phase: str) -> None:
+        """The port's rank processes (parity.runners.sglang_ranks), merged into `trace` (parity.rank_merge)."""
+        import shutil
+
+        from parity.runners import sglang_ranks
+
+        degrees = self.case.degrees
+        spec = self.adapter.port.sequence_shards
+        work_dir = self.out_dir / ".ranks"
+        self.phase = phase
+        note = f"running {LABELS[Side.PORT]} in {degrees.world_size} ranks ({degrees.describe()}) on {self.case.device}"
+        with progress.phase(phase, self.timings, f"{note}, {self.case.dtype}"):
+            try:
+                ranks, infos = sglang_ranks.run(
+                    self.setup.model_dir, self.case, self.adapter, options, list(self.plugin_specs), work_dir
+                )
+            finally:
+                for kept in work_dir.glob("port-rank*-traceback.txt"):
+                    kept.replace(self.out_dir / kept.name)
+                shutil.rmtree(work_dir, ignore_errors=True)
+        one_rank = self.traces["one_rank"]
+
+        def one_rank_length(key: Key) -> int | None:
+            record = one_rank.get(key)
+            return record.value.shape[spec.dim] if record is not None and record.value.ndim > spec.dim else None
+
+        merged = rank_merge.merge(ranks, spec.may_shard, spec.dim, one_rank_length)
+        trace.extend(merged.trace)
+        self.infos[Side.PORT] = infos[0]
+        previous = self.ranks
+        self.ranks = RankRun(
+            tags=[{**r.tags, **info.parallel} for r, info in zip(ranks, infos, strict=True)],
+            agreement=(previous.agreement if previous else []) + merged.agreement,
+            sharded=(previous.sharded if previous else 0) + len(merged.sharded),
+        )
+
+    def compare_parallel(self) -> ParallelResult:
+        """The merged ranks against the one-rank run, and rank against rank, at the one-rank tolerances."""
+        assert self.ranks is not None
+        self.phase = "compare"
+        with progress.phase("compare", self.timings, "comparing the ranks with the one-rank port"):
+            policy = one_rank_policy(self.case.dtype, self.case.device)
+            pairs = align(self.traces["one_rank"], self.traces["port"], self.adapter)
+            judged = [compare(pairs, policy), compare(self.ranks.agreement, policy)]
+            vs_one_rank, agreement = (
+                Comparison.judge(Mode.FULL, tuple(sorted(c, key=Check.execution_key))) for c in judged
+            )
+        one_rank = self.infos_one_rank.parallel.get("dit_parameters") if self.infos_one_rank else None
+        return ParallelResult(
+            self.case.degrees.as_dict(), self.ranks.tags, self.ranks.sharded, vs_one_rank, agreement, one_rank
+        )
 
     def rerun_blocks(self, full: Comparison) -> Comparison:
         """The blocks of the first failing step, when the capture policy did not record them: both
@@ -258,9 +354,15 @@ class Session:
             return full
         progress.say(f"first failing step {min(rerun)} was not block-captured: running both sides again")
         self.captured |= rerun
-        for name, side in (("reference", Side.REFERENCE), ("port", Side.PORT)):
+        parallel = self.case.degrees.parallel
+        names = [("reference", Side.REFERENCE), *([("one_rank", Side.PORT)] if parallel else []), ("port", Side.PORT)]
+        for name, side in names:
             again = Trace(side, self.case.device)
-            self.run_side(side, again, RunOptions(block_steps=rerun), f"{name}_rerun")
+            if name == "port" and parallel:
+                self.run_ranks(again, RunOptions(block_steps=rerun), "port_rerun")
+            else:
+                one_rank = dataclasses.replace(self.case, port_parallel="1") if name == "one_rank" else None
+                self.run_side(side, again, RunOptions(block_steps=rerun), f"{name}_rerun", case=one_rank)
             self.traces[name].extend(r for r in again if r.key.block is not None)
         return self.compare("port", Mode.FULL)
 
@@ -293,7 +395,6 @@ class Session:
         values = [self.adapter.to_canonical(r) for r in records]
         return referee.judge(target.tensor, step, target.block, values[0], values[2], values[1], values[3])
 
-
     def report(
         self,
         mode: Mode,
@@ -305,7 +406,7 @@ class Session:
     ) -> RunReport:
         """The RunReport of the session's runs: `main` is the comparison the run is judged on."""
         isolated = found.isolated  # None in full mode: its isolated trace stays empty
-        verdict, decided_by = combine(main, isolated)  # only a full-mode main takes the isolated verdict
+        verdict, decided_by = combine(main, isolated, found.parallel)
         case = self.case
         return RunReport(
             mode=mode,
@@ -329,6 +430,7 @@ class Session:
             trace_bytes={name: _trace_bytes(trace) for name, trace in self.traces.items() if len(trace)},
             native=found.native,
             isolated=isolated,
+            parallel=found.parallel,
             cfg=case.cfg_enabled,
             timings_s=self.timings,
             gpu_peak_mib=self.gpu_peak_mib or None,
@@ -345,6 +447,7 @@ class Outcomes:
     full: Comparison | None = None
     isolated: Comparison | None = None
     native: Comparison | None = None
+    parallel: ParallelResult | None = None
     error: str | None = None
 
 
@@ -353,6 +456,7 @@ def execute(session: Session, mode: Mode) -> Outcomes:
     with what both sides produced so far compared."""
     found = Outcomes()
     try:
+        parallel.check_run(session.case.degrees, mode, session.case.port_ops)
         session.prepare()
         options = session.first_options()
         session.run_reference(options)
@@ -360,6 +464,8 @@ def execute(session: Session, mode: Mode) -> Outcomes:
             found.native = session.run_native(options, Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL)
         if mode is not Mode.ISOLATED:
             found.full = session.rerun_blocks(session.run_full(options))
+            if session.ranks is not None:
+                found.parallel = session.compare_parallel()
         if mode is not Mode.FULL:
             found.isolated = session.run_isolated(main=mode is Mode.ISOLATED)
     except Exception as exc:
@@ -397,6 +503,7 @@ def run_case(
     mode: Mode | str = Mode.FULL,
     referee_mode: str | None = None,
     verbose: bool = False,
+    plugin_specs: tuple[str, ...] | list[str] = (),
 ) -> RunReport:
     """Run both sides, compare, judge and write the report into `out_dir`, replacing what was there
     as a whole (parity.report_dir). Never raises ParityError: an error becomes verdict `error` with
@@ -407,6 +514,8 @@ def run_case(
     judged on its own; `both` does the two and reports the isolated table beside the full run.
     referee_mode `fp64`: when the run fails, replay the first cause in float64 (parity.referee).
     verbose: the libraries print to the console instead of `libraries.log` in the report.
+    plugin_specs: the plugins as given (files or modules, already imported here): the port's rank
+    processes (--port-parallel) import them too; `plugins` are the names the report lists.
     """
     mode = Mode(mode)
     target = ReportDir(out_dir)
@@ -416,13 +525,15 @@ def run_case(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
             library_output.to_log(staging / library_output.LOG_NAME, verbose),
         ):
-            session = Session(case, staging, capture or BlockCapture(), png_writer)
+            session = Session(case, staging, capture or BlockCapture(), png_writer, tuple(plugin_specs))
             found = execute(session, mode)
             main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
             main = found.isolated if main_mode is Mode.ISOLATED else found.full
             main = Comparison.judge(main_mode, main.checks if main else (), main.noise if main else None, found.error)
             judged = None
-            if referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
+            if referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL and session.ranks is not None:
+                judged = {"skipped": "the fp64 referee replays the port in one process, not in its ranks"}
+            elif referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
                 main, judged = with_referee(session, main)
             session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
             report = session.report(mode, main, found, judged, fixed, list(plugins))

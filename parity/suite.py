@@ -1,9 +1,13 @@
-"""Run every bundled case (each dtype in its own process, full and isolated mode by default) and
+"""Run the bundled cases (each dtype in its own process, full and isolated mode by default) and
 check each against its expectation.
 
-`python -m parity.suite [--dtype D ...]`: what `nox -s parity` runs. A case that fails when it is
-expected to pass, passes when it is marked as an expected failure, or errors, fails the suite.
-Writes reports/<case>-<dtype>/ for each run and reports/summary.md.
+`python -m parity.suite [--dtype D ...] [--all]`: what `nox -s parity` runs. By default, the
+representative set that fits the CI budget on a 2-core CPU: every case whose `[suite]` table does
+not say `default = false`, and the multi-rank runs its `parallel` list names (the port in ranks,
+fp32, full mode; the one-rank comparison must pass as well); `--all` adds the other cases and the
+`parallel_all` runs. A run that fails when it is expected to pass, passes when it is marked as an
+expected failure, or errors, fails the suite. Writes reports/<case>-<dtype>[-<degrees>]/ for each
+run and reports/summary.md.
 """
 
 from __future__ import annotations
@@ -20,13 +24,12 @@ from parity.files import write_atomic
 from parity.vocab import Mode
 
 
-def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
+def run_one(case: cases.Case, dtype: str, out: Path, mode: str, degrees: str | None = None) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "parity", "run", case.name, "--dtype", dtype, "--mode", mode, "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, "-m", "parity", "run", case.name, "--dtype", dtype, "--mode", mode, "--out", str(out)]
+    if degrees is not None:
+        command += ["--port-parallel", degrees]
+    proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     report = out / "report.json"
     doc = json.loads(report.read_text()) if report.is_file() else {}
@@ -35,10 +38,12 @@ def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
     found_at = f"{first.get('stage')}/{first.get('tensor')}" if first else None
     pinned = case.expected_divergence_for(dtype)
     ok = verdict == case.expected_for(dtype) and (pinned is None or found_at == pinned)
+    if degrees is not None:  # the ranks against the reference as at one rank, and against the one-rank port
+        ok = ok and (doc.get("parallel") or {}).get("vs_one_rank", {}).get("verdict") == "pass"
     if not ok:
         sys.stderr.write(proc.stderr[-4000:])
     return {
-        "case": case.name,
+        "case": case.name + (f" @ {degrees}" if degrees else ""),
         "dtype": dtype,
         "verdict": verdict,
         "expected": case.expected_for(dtype) + (f" at {pinned}" if pinned else ""),
@@ -49,14 +54,25 @@ def run_one(case: cases.Case, dtype: str, out: Path, mode: str) -> dict:
     }
 
 
-def plan(case: cases.Case, dtypes: list[str], cuda: bool) -> tuple[list[str], str | None]:
+def plan(case: cases.Case, dtypes: list[str], cuda: bool, everything: bool = False) -> tuple[list[str], str | None]:
     """The dtypes to run a bundled case in, or why it is skipped here: a GPU case (real widths,
-    device cuda) runs in its own dtype, and only on a machine with a GPU."""
+    device cuda) runs in its own dtype, and only on a machine with a GPU; a case left out of the
+    default set runs with --all only."""
+    if not everything and not case.suite.get("default", True):
+        return [], "not in the default set; nox -s parity -- --all runs it"
+    if case.degrees.parallel:  # a multi-rank case: fp32, full mode (as the `parallel` runs)
+        return [d for d in dtypes if d == "float32"], None if "float32" in dtypes else "a multi-rank case runs in fp32"
     if case.device != "cuda":
         return list(dtypes), None
     if not cuda:
         return [], "device cuda; this machine has no GPU"
     return [case.dtype], None
+
+
+def parallel_runs(case: cases.Case, everything: bool = False) -> list[str]:
+    """The port degrees the suite runs the case at besides one rank (fp32, full mode)."""
+    runs = list(case.suite.get("parallel", []))
+    return runs + list(case.suite.get("parallel_all", [])) if everything else runs
 
 
 def _cuda_available() -> bool:
@@ -70,18 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", action="append", choices=cases.DTYPES, help="default: every dtype")
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.BOTH.value)
+    parser.add_argument("--all", action="store_true", help="every case and multi-rank run, not only the default set")
     args = parser.parse_args(argv)
     rows = []
     skipped = []
     for case in cases.bundled().values():
-        dtypes, why_not = plan(case, args.dtype or list(cases.DTYPES), _cuda_available())
+        dtypes, why_not = plan(case, args.dtype or list(cases.DTYPES), _cuda_available(), args.all)
         if why_not:
             skipped.append(f"{case.name} ({why_not})")
             print(f"== {case.name}: skipped ({why_not})", flush=True)
             continue
-        for dtype in dtypes:
-            print(f"== {case.name} [{dtype}] ...", flush=True)
-            row = run_one(case, dtype, args.reports / f"{case.name}-{dtype}", args.mode)
+        runs: list[tuple[str, str, str | None]] = [
+            (dtype, Mode.FULL.value if case.degrees.parallel else args.mode, None) for dtype in dtypes
+        ]
+        if "float32" in dtypes:
+            runs += [("float32", Mode.FULL.value, degrees) for degrees in parallel_runs(case, args.all)]
+        for dtype, mode, degrees in runs:
+            label = f"{case.name} [{dtype}{', ' + degrees if degrees else ''}]"
+            print(f"== {label} ...", flush=True)
+            out = args.reports / (
+                f"{case.name}-{dtype}" + (f"-{degrees.replace('=', '').replace(',', '-')}" if degrees else "")
+            )
+            row = run_one(case, dtype, out, mode, degrees)
             mark = "ok" if row["ok"] else "UNEXPECTED"
             print(f"   {row['line']}\n   -> {mark} (expected {row['expected']}, {row['seconds']} s)", flush=True)
             rows.append(row)

@@ -7,8 +7,10 @@ undone when the `Taps` context exits, so a pipeline is left as it was found.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,29 @@ Before = Callable[[tuple, dict], "tuple[tuple, dict] | None"]
 
 def _replaced(result: Any, replacement: Any) -> Any:
     return result if replacement is None else replacement
+
+
+class _Tapped:
+    """A tapped method (Taps.wrap_method), with the original's name, doc and signature. A deep copy of the
+    tapped object gets the copy's own untapped method, so the tap stays on the object it was put on: LTX-2's
+    pipelines (both libraries) deep-copy their scheduler for the audio latents after the harness tapped it,
+    and the copy's calls must neither be recorded nor run on the original."""
+
+    def __init__(self, obj: Any, original: Any, call: Callable[..., Any]) -> None:
+        self._obj, self._original, self._call = obj, original, call
+        functools.update_wrapper(self, original)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        if isinstance(self._original, _Tapped):  # tapped twice: the inner tap knows the method
+            return copy.deepcopy(self._original, memo)
+        duplicate = memo.get(id(self._obj))  # deepcopy registers the copy before copying its attributes
+        function = getattr(self._original, "__func__", None)
+        if duplicate is not None and function is not None and getattr(self._original, "__self__", None) is self._obj:
+            return types.MethodType(function, duplicate)
+        return self
 
 
 class Taps:
@@ -47,14 +72,13 @@ class Taps:
         original = getattr(obj, name)
         had_own = name in vars(obj)
 
-        @functools.wraps(original)
         def tapped(*args: Any, **kwargs: Any) -> Any:
             if before is not None:
                 args, kwargs = _replaced((args, kwargs), before(args, kwargs))
             result = original(*args, **kwargs)
             return _replaced(result, on_call(args, kwargs, result))
 
-        setattr(obj, name, tapped)
+        setattr(obj, name, _Tapped(obj, original, tapped))
 
         def undo() -> None:
             if had_own:
@@ -143,3 +167,31 @@ def named_arguments(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict
     if len(args) > len(names) or any(name in kwargs for name in names[: len(args)]):
         return args, kwargs
     return (), {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+def _positional_names(module: Any) -> list[str]:
+    return [
+        p.name
+        for p in inspect.signature(module.forward).parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def bound_arguments(module: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A module call's arguments by the names of its `forward`, for reading: the leading positional
+    ones are named even when further positional ones go to *args, which `named_arguments` must leave
+    positional (Diffusers' HunyuanVideo blocks are called with 7 positional arguments, 5 of them named)."""
+    return {**dict(zip(_positional_names(module), args, strict=False)), **kwargs}
+
+
+def set_arguments(module: Any, args: tuple, kwargs: dict, values: dict[str, Any]) -> tuple[tuple, dict]:
+    """The call's (args, kwargs) with each of `values` put in by name: at its position when the call
+    passes it positionally, else as a keyword."""
+    positions = {name: i for i, name in enumerate(_positional_names(module)) if i < len(args)}
+    items = list(args)
+    for name, value in values.items():
+        if name in positions:
+            items[positions[name]] = value
+        else:
+            kwargs = {**kwargs, name: value}
+    return tuple(items), kwargs

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,3 +108,36 @@ class Trace:
     def get(self, key: Key) -> Record | None:
         """The last record with this key (a stage that runs twice overwrites the first)."""
         return self._last.get(key)
+
+    def save(self, path: Path) -> None:
+        """The records as `path` (.safetensors, the tensors) beside `path`.json (keys, stages, layouts,
+        meta, in order): how a rank process hands its trace to the parent, with nothing pickled."""
+        from safetensors.torch import save_file
+
+        tensors = {f"r{i}": r.value.detach().cpu().contiguous() for i, r in enumerate(self._records)}
+        index = [
+            {
+                "tensor": r.key.tensor,
+                "step": r.key.step,
+                "block": r.key.block,
+                "stage": r.stage,
+                "layout": r.layout,
+                "meta": r.meta,
+            }
+            for r in self._records
+        ]
+        save_file(tensors, str(path))
+        path.with_suffix(".index.json").write_text(json.dumps({"side": self.side, "records": index}))
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> Trace:
+        """A trace written by `save`, its tensors on `device`."""
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path), device=device)
+        index = json.loads(path.with_suffix(".index.json").read_text())
+        trace = cls(index["side"], device)
+        for i, entry in enumerate(index["records"]):
+            key = Key(entry["tensor"], entry["step"], entry["block"])
+            trace._append(Record(key, entry["stage"], tensors[f"r{i}"], entry["layout"], entry["meta"]))
+        return trace

@@ -14,8 +14,9 @@ LIBRARIES = ("sglang", "diffusers", "transformers")
 LAYERS = [
     {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir"},
     {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins"},
+    {"parallel"},
     {"align", "cases", "case_schema", "noise"},
-    {"compare"},
+    {"compare", "rank_merge"},
     {"verdict", "hints", "components", "referee", "frames"},
     {"results"},
     {"report"},
@@ -26,7 +27,7 @@ LAYERS = [
 ]
 # Modules that judge recorded tensors: fast to test on synthetic data, so no pipeline library.
 NUMERICS = {"metrics", "tolerance", "compare", "verdict", "noise", "report", "results", "hints", "evidence"}
-NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace"}
+NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel"}
 
 
 def top(module: str) -> str:

@@ -8,10 +8,21 @@ from pathlib import Path
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.families.flux import FLUX
+from parity.families.flux2 import FLUX2
+from parity.families.flux2_klein import FLUX2_KLEIN, FLUX2_KLEIN_BASE
 from parity.families.glm_image import GLM_IMAGE
+from parity.families.helios import HELIOS
+from parity.families.helios_pyramid import HELIOS_PYRAMID
+from parity.families.hunyuan_video import HUNYUAN_VIDEO
+from parity.families.longcat_image import LONGCAT_IMAGE
+from parity.families.longcat_image_edit import LONGCAT_IMAGE_EDIT
+from parity.families.ltx2 import LTX2
 from parity.families.qwen_image import QWEN_IMAGE
 from parity.families.qwen_image_edit import QWEN_IMAGE_EDIT
+from parity.families.qwen_image_edit_plus import QWEN_IMAGE_EDIT_PLUS
 from parity.families.qwen_image_layered import QWEN_IMAGE_LAYERED
+from parity.families.sana import SANA
+from parity.families.sana_video import SANA_VIDEO
 from parity.families.sd3 import SD3
 from parity.families.wan import WAN
 from parity.families.wan_i2v import WAN_I2V
@@ -69,3 +80,15 @@ register(WAN_I2V)
 register(QWEN_IMAGE_EDIT)
 register(GLM_IMAGE)
 register(QWEN_IMAGE_LAYERED)
+register(QWEN_IMAGE_EDIT_PLUS)
+register(HELIOS)
+register(HELIOS_PYRAMID)
+register(FLUX2)
+register(HUNYUAN_VIDEO)
+register(LTX2)
+register(FLUX2_KLEIN)
+register(FLUX2_KLEIN_BASE)
+register(SANA)
+register(LONGCAT_IMAGE)
+register(SANA_VIDEO)
+register(LONGCAT_IMAGE_EDIT)

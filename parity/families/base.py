@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from parity import stages
 from parity.errors import ParityError
 from parity.trace import Record
 from parity.vocab import Side
@@ -38,6 +39,20 @@ class SideSpec:
         SGLang stages (default: the components named `tokenizer*` / each stage's `tokenizers`); a
         multimodal processor that tokenizes the templated prompt with the image tokens expanded
         (Qwen-Image-Edit: ("processor",) / ("image_processor",)) is tapped like one.
+    call_inputs: further pipeline inputs set on this side only, by name: arguments only this side's
+        pipeline takes, whose default turns on a feature the other side lacks (Diffusers' Sana prepends
+        a "complex human instruction" to the prompt and bins the size to an aspect-ratio table; SGLang's
+        SanaPipeline has neither, and its SamplingParams reject unknown names). Inputs both sides take
+        are `FamilyAdapter.call_inputs`.
+    block_inputs: this side's block forward parameter names that carry `block_outputs` into a block,
+        where they differ from the other side's (default: `FamilyAdapter.block_inputs`): SGLang's
+        HunyuanVideo dual-stream blocks take (img, txt) for Diffusers' (hidden_states, encoder_hidden_states).
+    joined_blocks: (Diffusers' block-list path, parameter, length parameter) for a list whose blocks on
+        this side take and return the two `block_outputs` joined along the token axis, in that order, as one
+        tensor, where the other side keeps them apart; the block's length parameter is the second one's
+        token count. The recorder splits the joined output (and input) into the two names, and isolated
+        mode joins the reference's two: SGLang's HunyuanVideo single-stream blocks take x = cat(image,
+        text) and txt_len, and return x; Diffusers' return (hidden_states, encoder_hidden_states).
     """
 
     timestep_scale: float = 1.0
@@ -49,6 +64,9 @@ class SideSpec:
     image_argument: str  # each side's default is in its subclass
     num_frames_argument: str = "num_frames"
     tokenizers: tuple[str, ...] = ()
+    call_inputs: tuple[tuple[str, object], ...] = ()
+    block_inputs: tuple[str, ...] | None = None
+    joined_blocks: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +86,15 @@ class ReferenceSpec(SideSpec):
         ("encode_image", ("image_embeds",)); the port's side is a `PortSpec.pooled_fields` entry.
     omitted_arguments: the harness's usual pipeline arguments that the Diffusers pipeline does not take,
         left out of its call (Qwen-Image-Layered sizes its output from the input image: no height/width).
+    text_modules: pipeline components (modules) whose forward outputs are recorded at text encoding after
+        `encode_prompt`, as (component, the canonical name of each item it returns), replacing earlier
+        records of those names, for a pipeline that turns the encoder's output into the DiT's prompt
+        embeddings in a module its `__call__` runs (LTX-2's `connectors` -> ("prompt_embeds",
+        "audio_prompt_embeds", None)); under CFG a batch of two is split in `cfg_batch` order into
+        `negative_<name>` and `<name>`. The port's side is the Req field its stage overwrites.
+    latent_methods: further Diffusers pipeline methods whose outputs are recorded at latent preparation, as
+        (method, the canonical name of each item it returns), e.g. LTX-2's ("prepare_audio_latents",
+        ("audio_latents",)); the port's side is a `PortSpec.latent_fields` entry.
     """
 
     image_argument: str = "image"
@@ -76,6 +103,30 @@ class ReferenceSpec(SideSpec):
     prepare_latents: tuple[str | None, ...] = ("latents",)
     encoders: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
     omitted_arguments: tuple[str, ...] = ()
+    text_modules: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
+    latent_methods: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class SequenceShards:
+    """Which of the port's records a sequence-parallel rank may hold only a shard of, and along which
+    dimension (parity.rank_merge puts them together; whether a record is a shard is then read from
+    its length). Default: block records (SGLang splits the tokens inside the DiT: Wan).
+
+    dim: the sequence dimension of those records, in the layout the port records them.
+    blocks: block outputs and block inputs may be shards.
+    denoising: denoising-loop tensors that may be shards, for a port that splits its latents before
+        the loop (Qwen-Image: the DiT's input and outputs and the scheduler's input and output).
+    """
+
+    dim: int = 1
+    blocks: bool = True
+    denoising: tuple[str, ...] = ()
+
+    def may_shard(self, record: Record) -> bool:
+        if record.key.block is not None:
+            return self.blocks
+        return record.stage == stages.DENOISING and record.key.tensor in self.denoising
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,10 +151,30 @@ class PortSpec(SideSpec):
     text_fields: further tensor Req fields recorded at text encoding, as (field, name), when first set,
         and replaced by the reference's in isolated mode (the port's side of a `ReferenceSpec.encoders`
         entry that the Req keeps as a tensor, not a list: GLM-Image's ("prior_token_id", "prior_token_ids")).
+    sequence_shards: which records a sequence-parallel rank holds shards of (`SequenceShards`).
     model_path_alias: a directory name SGLang must see in the model path, for a family SGLang registers
         only by a name detector on the path and no hub id, so that no `model_id` selects it (GLM-Image:
         `"glm-image" in path`): the runner hands SGLang a symlink of that name to the model directory
         (a work-around for SGLang's registry; the native resolution is still checked).
+    denoising_scheduler: the pipeline module of a scheduler that the port's denoising stage sets up
+        itself (no timestep stage, no `Req.timesteps`: Helios' chunked denoising calls its
+        `set_timesteps` per chunk); the runner taps that module's `set_timesteps` (the schedule, replaced
+        by the reference's in isolated mode) and `step`.
+    noise_in_denoising: methods of the port's denoising stage that receive, as their `latents` argument,
+        initial noise the stage drew itself (Helios' HeliosChunkedDenoisingStage draws each chunk's noise
+        and hands it to `_denoise_one_chunk`, or `_denoise_one_chunk_stage2` for the pyramid): the first
+        call's `latents` are the port's `latents` (replaced by the reference's in isolated mode), and
+        `Req.latents` after latent preparation, which such a port never denoises, is not recorded.
+    frames_layout: how SGLang's `OutputBatch.output` holds the decoded frames: "bcthw" (a (B, C, T, H, W)
+        tensor in [0, 1], SGLang's usual) or "bthwc" (frames last, numpy or tensor: LTX-2's decoding stage
+        returns the video processor's numpy frames).
+    precision_fields: further SGLang pipeline-config fields that hold a precision ("fp32", "bf16"), set
+        to the case's dtype beside dit_precision (HeliosT2VConfig.precision, default bf16, is the dtype
+        Helios' denoising stage casts the DiT's inputs to, whatever dit_precision says); the report notes it.
+    config_inputs: names of `FamilyAdapter.call_inputs` that SGLang reads from its pipeline config, not from
+        the request: set as ServerArgs keywords when the pipeline is built and left out of the request
+        (Helios' pyramid steps per stage: a call argument in Diffusers, HeliosMidConfig's
+        pyramid_num_inference_steps_list in SGLang).
     """
 
     image_argument: str = "image_path"
@@ -117,6 +188,12 @@ class PortSpec(SideSpec):
     latent_fields: tuple[tuple[str, str], ...] = ()
     text_fields: tuple[tuple[str, str], ...] = ()
     model_path_alias: str | None = None
+    sequence_shards: SequenceShards = SequenceShards()
+    denoising_scheduler: str | None = None
+    noise_in_denoising: tuple[str, ...] = ()
+    precision_fields: tuple[str, ...] = ()
+    frames_layout: str = "bcthw"
+    config_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +212,10 @@ class FamilyAdapter:
         a port whose lists live elsewhere declares its paths in `PortSpec.block_lists`.
     block_outputs: the names of the items a block returns (e.g. Flux blocks return
         (encoder_hidden_states, hidden_states)); a single tensor is `hidden_states`.
+    block_list_outputs: (Diffusers' list path, names) for a block list whose blocks return other items
+        than `block_outputs`; each name is also the block forward's parameter that takes it in
+        (`block_inputs` does not apply to that list). FLUX.2's single-stream blocks return one tensor,
+        the joint text + image stream, taken in as `hidden_states`.
     video: True when frames carry a time axis (B, C, T, H, W); images are (B, C, H, W).
     dit_guidance: False when the DiT has no embedded-guidance input, so `dit_guidance` is not
         recorded even if a side passes one that the DiT ignores (SGLang hands Wan's DiT its
@@ -152,8 +233,16 @@ class FamilyAdapter:
     unpadded_tokens: True when the tokenizer's padding never reaches the DiT (the pipelines keep
         only the attention-masked tokens' hidden states: Qwen-Image), so `input_ids` and
         `attention_mask` are recorded without padding (the libraries pad to different lengths).
+    audio_output: True when the pipelines also return an audio waveform (LTX-2), recorded at decoding as
+        `audio` (Diffusers' output `.audio`, SGLang's `OutputBatch.audio`: (B, channels, samples)).
     input_image_mode: the PIL mode the case's input image is given in to both sides (Qwen-Image-Layered's
         VAE reads RGBA: Diffusers takes the PIL image as is, SGLang converts its file to RGBA itself).
+    encoder_input_ids: True when `input_ids` / `attention_mask` are recorded as each text encoder's forward
+        receives them (the pipeline component `text_encoder*` i is encoder i; its first call is the prompt's,
+        the second the negative prompt's) instead of from tokenizer calls: for pipelines that assemble the
+        ids from several tokenizer calls (LongCat: the prompt in pieces, quoted text character by character,
+        padded to 512, between a separately tokenized chat-template prefix and suffix). Isolated mode feeds
+        the encoder the reference's ids and mask.
     """
 
     name: str
@@ -163,6 +252,7 @@ class FamilyAdapter:
     latent_layout: str = "canonical"
     block_lists: tuple[str, ...] = ()
     block_outputs: tuple[str, ...] = ("hidden_states",)
+    block_list_outputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     video: bool = False
     dit_guidance: bool = True
     block_inputs: tuple[str, ...] | None = None
@@ -171,6 +261,8 @@ class FamilyAdapter:
     prompt_templates: tuple[str, ...] = ()
     unpadded_tokens: bool = False
     input_image_mode: str = "RGB"
+    audio_output: bool = False
+    encoder_input_ids: bool = False
 
     def side(self, side: Side) -> SideSpec:
         """The spec of `side`: `reference` (a ReferenceSpec) or `port` (a PortSpec)."""

@@ -1,6 +1,6 @@
 """Qwen-Image: one Qwen2.5-VL text encoder (chat template, system prefix dropped), latents packed 2x2."""
 
-from parity.families.base import PortSpec, ReferenceSpec
+from parity.families.base import PortSpec, ReferenceSpec, SequenceShards
 from parity.families.flux import FluxAdapter
 
 QWEN_IMAGE = FluxAdapter(
@@ -21,6 +21,11 @@ QWEN_IMAGE = FluxAdapter(
         prompt_embeds=("prompt_embeds",),
         negative_prompt_embeds=("negative_prompt_embeds",),
         cfg_scale_argument="true_cfg_scale",
+        # Sequence parallel: SGLang splits the packed latents before the denoising loop (QwenImage's
+        # pipeline config, shard_latents_for_sp), so everything the loop records is a token shard.
+        sequence_shards=SequenceShards(
+            denoising=("dit_input", "noise_pred_cond", "noise_pred_uncond", "noise_pred", "latents")
+        ),
     ),
     # Both libraries wrap the prompt in the same chat template, then drop its 34-token system prefix.
     prompt_templates=(

@@ -32,6 +32,9 @@ class RunInfo:
     components: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     port_ops: dict = field(default_factory=dict)  # the port's op mode and every op it rerouted
+    # The port's process-group degrees as SGLang resolved them, and the DiT's parameter count in this
+    # process: a tensor-parallel rank holds only its shard of the split layers.
+    parallel: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class RunOptions:
     block_steps: frozenset[int] = frozenset()  # denoising steps whose DiT blocks are recorded
     teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
     replay_step: int | None = None  # fp64 referee: replay this step's DiT call and blocks in float64
+    # CFG-parallel ranks (port): this rank runs CFG branch cfg_rank of every cfg_degree (0: the
+    # conditional), so its k-th DiT call in a step is branch k * cfg_degree + cfg_rank.
+    cfg_rank: int = 0
+    cfg_degree: int = 1
 
 
 class Runner(Protocol):

@@ -16,7 +16,7 @@ from parity.inputs import pipeline_inputs
 from parity.runners import RunInfo, RunOptions, qualified_name
 from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
-from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
+from parity.runners.stage_taps import tap_encoder_inputs, tap_tokenizer, tap_vae_decode, text_encoders
 from parity.runners.weights import check_model_dir
 from parity.taps import Taps, first_tensor
 from parity.trace import Trace
@@ -128,6 +128,30 @@ class DiffusersRunner:
 
             return on_encode
 
+        def module_recorder(names: tuple[str | None, ...]):
+            # Under CFG the module may run on both prompts as one batch of two, in the reference's cfg_batch order.
+            order = adapter.reference.cfg_batch if case.cfg_enabled else None
+            cond = 0 if order == "cond_uncond" else 1
+
+            def on_forward(args: tuple, kwargs: dict, result: Any) -> None:
+                for name, value in zip(names, result if isinstance(result, tuple) else (result,), strict=False):
+                    if name is None or not isinstance(value, torch.Tensor):
+                        continue
+                    if order in ("uncond_cond", "cond_uncond") and value.shape[0] == 2:
+                        trace.add("negative_" + name, stages.TEXT_ENCODING, value[1 - cond : 2 - cond])
+                        value = value[cond : cond + 1]
+                    trace.add(name, stages.TEXT_ENCODING, value)
+
+            return on_forward
+
+        def latent_recorder(names: tuple[str | None, ...]):
+            def on_prepare(args: tuple, kwargs: dict, result: Any) -> None:
+                for name, value in zip(names, result if isinstance(result, tuple) else (result,), strict=False):
+                    if name is not None and value is not None:
+                        trace.add(name, stages.LATENT_PREPARATION, value)
+
+            return on_prepare
+
         def on_prepare_latents(args: tuple, kwargs: dict, result: Any) -> None:
             trace.add("latents", stages.LATENT_PREPARATION, first_tensor(result), layout=layout, **size)
             # Further outputs the adapter names (e.g. a condition image's latents), in the layout returned.
@@ -137,18 +161,29 @@ class DiffusersRunner:
                         trace.add(name, stages.LATENT_PREPARATION, value)
 
         def on_set_timesteps(args: tuple, kwargs: dict, result: Any) -> None:
-            trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps)
-            trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas)
+            # A schedule set once denoising has begun (a later chunk, a pyramid stage: Helios) is recorded
+            # at the step it starts from; one set before the loop replaces any earlier one.
+            step = loop.step or None
+            trace.add("timesteps", stages.TIMESTEP_PREPARATION, pipe.scheduler.timesteps, step=step)
+            trace.add("sigmas", stages.TIMESTEP_PREPARATION, pipe.scheduler.sigmas, step=step)
 
         with Taps() as taps:
-            tokenizers = adapter.reference.tokenizers or sorted(
-                n for n, m in pipe.components.items() if n.startswith("tokenizer") and m
-            )
-            for index, name in enumerate(tokenizers):
-                tap_tokenizer(taps, pipe.components[name], index, trace, case.prompt, adapter=adapter)
+            if adapter.encoder_input_ids:  # the ids as the text encoders receive them, not per tokenizer call
+                for index, encoder in enumerate(text_encoders(pipe.components)):
+                    tap_encoder_inputs(taps, encoder, index, trace)
+            else:
+                tokenizers = adapter.reference.tokenizers or sorted(
+                    n for n, m in pipe.components.items() if n.startswith("tokenizer") and m
+                )
+                for index, name in enumerate(tokenizers):
+                    tap_tokenizer(taps, pipe.components[name], index, trace, case.prompt, adapter=adapter)
             taps.wrap_method(pipe, "encode_prompt", on_encode_prompt)
             for method, names in adapter.reference.encoders:  # e.g. an image encoder's embeddings
                 taps.wrap_method(pipe, method, encoder_recorder(names))
+            for component, names in adapter.reference.text_modules:  # e.g. LTX-2's text connectors
+                taps.forward_hook(pipe.components[component], module_recorder(names))
+            for method, names in adapter.reference.latent_methods:  # e.g. LTX-2's audio latents
+                taps.wrap_method(pipe, method, latent_recorder(names))
             taps.wrap_method(pipe, "prepare_latents", on_prepare_latents)
             taps.wrap_method(pipe.scheduler, "set_timesteps", on_set_timesteps)
             taps.wrap_method(pipe.scheduler, "step", loop.on_scheduler_step, before=loop.before_scheduler_step)
@@ -164,4 +199,6 @@ class DiffusersRunner:
         if frames.ndim == 5:  # Diffusers' video postprocessing with output_type="pt" gives B x T x C x H x W
             frames = frames.permute(0, 2, 1, 3, 4)
         trace.add("frames", stages.DECODING, frames, layout="frames_bcthw")
+        if adapter.audio_output and getattr(output, "audio", None) is not None:
+            trace.add("audio", stages.DECODING, torch.as_tensor(output.audio).float())
         return info

@@ -16,7 +16,16 @@ from parity.referee import FP64
 from parity.runners import RunOptions
 from parity.runners.replay import replay_fp64
 from parity.runners.teacher import Teacher
-from parity.taps import Taps, argument, first_tensor, named_arguments, replace_argument, replace_first
+from parity.taps import (
+    Taps,
+    argument,
+    bound_arguments,
+    first_tensor,
+    named_arguments,
+    replace_argument,
+    replace_first,
+    set_arguments,
+)
 from parity.trace import Trace, stack_samples
 from parity.vocab import Side
 
@@ -55,7 +64,16 @@ class DenoisingRecorder:
         self.timestep_offset = spec.timestep_offset
         self.output_scale = spec.dit_output_scale
         # block output name -> the block forward's parameter that takes it in
-        self.block_inputs = dict(zip(self.block_outputs, adapter.block_inputs or self.block_outputs, strict=True))
+        inputs = spec.block_inputs or adapter.block_inputs or self.block_outputs
+        self.block_inputs = dict(zip(self.block_outputs, inputs, strict=True))
+        # lists whose blocks on this side take and return the two block outputs joined along the tokens
+        # (SideSpec.joined_blocks): list path -> (joined parameter, length parameter); and by block position
+        self.joined = {path: (param, length) for path, param, length in spec.joined_blocks}
+        self.joined_at: dict[int, tuple[str, str]] = {}
+        # lists whose blocks return other items (FamilyAdapter.block_list_outputs): each name is also the
+        # parameter that takes it in
+        self.list_inputs = {path: dict(zip(names, names, strict=True)) for path, names in adapter.block_list_outputs}
+        self.block_io: list[dict[str, str]] = []  # per captured block: output name -> input parameter
         self.chained = adapter.block_lists_chained
         self.input_records: dict[int, str] = {}  # block position -> the record of its input (first of a list)
         # The reference may run both CFG branches as one call on a batch of two (uncond, cond, or
@@ -69,6 +87,12 @@ class DenoisingRecorder:
         self.block_order: list[str] = []
         self.step = 0
         self.calls_this_step = 0
+        self.cfg_rank, self.cfg_degree = options.cfg_rank, options.cfg_degree
+
+    def _branch(self) -> int:
+        """The CFG branch of the DiT call about to run or just run (0: conditional, 1: unconditional):
+        the call's index in its step, or with CFG-parallel ranks, its index among every rank's calls."""
+        return self.calls_this_step * self.cfg_degree + self.cfg_rank
 
     def _cond(self, value: Any) -> Any:
         if self.batched and isinstance(value, torch.Tensor) and value.shape[0] == 2:
@@ -97,11 +121,16 @@ class DenoisingRecorder:
         return self.teacher.get(name, self.step, block, like=like) if self.teacher else None
 
     def on_dit_inputs(self, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self.calls_this_step:
-            return None  # the unconditional branch sees the same latents and timestep
+        # Later calls of a step (the unconditional branch) see the same latents and timestep: not recorded
+        # again, but with a teacher fed the reference's too, as the first call (a port may recompute them
+        # after the points the teacher replaced: Helios' pyramid re-noises between stages).
+        record = not self.calls_this_step
+        if not record and self.teacher is None:
+            return None
         latents_name, timestep_name, guidance_name = self.dit_arguments
         latents = self._dit_argument(args, kwargs, latents_name)
-        self._add("dit_input", latents)
+        if record:
+            self._add("dit_input", latents)
         reference = self._reference("dit_input", latents)
         args, kwargs = self._replace_dit_argument(args, kwargs, latents_name, reference)
         # Each input in the scheduler's units: value * scale + offset.
@@ -111,7 +140,8 @@ class DenoisingRecorder:
         for name, key, scale, offset in conditioning:
             value = self._dit_argument(args, kwargs, key)
             if isinstance(value, torch.Tensor):
-                self._add(name, value.double() * scale + offset, layout="canonical")
+                if record:
+                    self._add(name, value.double() * scale + offset, layout="canonical")
                 reference = self._reference(name, value.double())
                 if reference is not None:
                     value = ((reference - offset) / scale).to(value.dtype)
@@ -119,7 +149,7 @@ class DenoisingRecorder:
         return args, kwargs
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
-        if self.step == self.replay_step and not self.calls_this_step:
+        if self.step == self.replay_step and not self._branch():
             self.replaying = True  # the replay runs the blocks again: their hooks stay quiet
             try:
                 replayed = stack_samples(first_tensor(replay_fp64(self.transformer, args, kwargs)))
@@ -133,7 +163,7 @@ class DenoisingRecorder:
             self.calls_this_step += 1
             return None
         if self.cfg:
-            name = ("noise_pred_cond", "noise_pred_uncond")[min(self.calls_this_step, 1)]
+            name = ("noise_pred_cond", "noise_pred_uncond")[min(self._branch(), 1)]
         elif self.teacher is not None:
             name = "noise_pred"  # the port's DiT on the reference's inputs, before the teacher's replaces it
         else:
@@ -163,62 +193,96 @@ class DenoisingRecorder:
         return replacement
 
     def _captures(self) -> bool:
-        return self.step in self.block_steps and not self.calls_this_step and not self.replaying
+        return self.step in self.block_steps and not self._branch() and not self.replaying
 
     def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
 
-    def embedders_hook(self, module: Any, record: str = EMBEDDERS):
+    def embedders_hook(
+        self,
+        module: Any,
+        record: str = EMBEDDERS,
+        io: dict[str, str] | None = None,
+        joined: tuple[str, str] | None = None,
+    ):
         """Record the inputs of a list's first block as block `record` (`embedders` for the first list)."""
+        io = self.block_inputs if io is None else io
 
         def on_first_block_inputs(args: tuple, kwargs: dict) -> None:
             if self._captures():
-                kwargs = named_arguments(module, args, kwargs)[1]
-                self._record_block(record, {out: kwargs.get(arg) for out, arg in self.block_inputs.items()})
+                kwargs = bound_arguments(module, args, kwargs)
+                if joined is not None:
+                    self._record_block(record, self._split(kwargs.get(joined[0]), kwargs.get(joined[1])))
+                else:
+                    self._record_block(record, {out: kwargs.get(arg) for out, arg in io.items()})
 
         return on_first_block_inputs
 
-    def block_hook(self, block: str, module: Any):
+    def block_hook(self, block: str, module: Any, io: dict[str, str] | None = None):
         position = len(self.block_order)
         self.block_order.append(block)
+        self.block_io.append(self.block_inputs if io is None else io)
 
         def on_block(args: tuple, kwargs: dict, output: Any) -> None:
             if not self._captures():
                 return
+            args, kwargs = named_arguments(module, args, kwargs)
             if self.teacher is not None:
-                args, kwargs = named_arguments(module, args, kwargs)
-                kwargs = self._reference_block_inputs(position, args, kwargs)
+                args, kwargs = self._reference_block_inputs(position, module, args, kwargs)
                 with torch.no_grad():
                     output = module.forward(*args, **kwargs)
-            self._record_block(block, self._named(output))
+            bound = bound_arguments(module, args, kwargs)
+            self._record_block(block, self._named(output, position, bound))
             if self.step == self.replay_step:
                 self.replaying = True
                 try:
-                    replayed = self._named(replay_fp64(module, args, kwargs))
+                    replayed = self._named(replay_fp64(module, args, kwargs), position, bound)
                 finally:
                     self.replaying = False
                 self._record_block(block, {name + FP64: value for name, value in replayed.items()})
 
         return on_block
 
-    def _named(self, output: Any) -> dict[str, Any]:
+    def _named(self, output: Any, position: int, kwargs: dict) -> dict[str, Any]:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
-        return dict(zip(self.block_outputs, outputs, strict=False))
+        joined = self.joined_at.get(position)
+        if joined is not None:  # one tensor: the two block outputs joined along the tokens
+            return self._split(outputs[0], kwargs.get(joined[1]))
+        return dict(zip(self.block_io[position], outputs, strict=False))
 
-    def _reference_block_inputs(self, position: int, args: tuple, kwargs: dict) -> dict:
-        """The block's kwargs with the reference's input for this block (the previous reference
-        block's output, or the reference's embedded inputs for the first block). The block is then
-        run again on them beside the normal flow, which is left alone."""
+    def _split(self, joined: Any, length: Any) -> dict[str, Any]:
+        """The two block outputs in a joined tensor (B, N + length, D): the first N tokens, then `length`."""
+        if not isinstance(joined, torch.Tensor) or length is None:
+            return {}
+        n = int(length)
+        first, second = self.block_outputs[:2]
+        return {first: joined[:, : joined.shape[1] - n], second: joined[:, joined.shape[1] - n :]}
+
+    def _reference_block_inputs(self, position: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The block's (args, kwargs) with the reference's input for this block (the previous reference
+        block's output, or the reference's embedded inputs for the first block), by name, at its position
+        when passed positionally. The block is then run again on them beside the normal flow, which is left
+        alone."""
         source = self.input_records.get(position) or self.block_order[position - 1]
-        inputs = {arg: self._reference(out, kwargs.get(arg), block=source) for out, arg in self.block_inputs.items()}
-        if args or any(v is None for v in inputs.values()):
+        bound = bound_arguments(module, args, kwargs)
+        joined = self.joined_at.get(position)
+        if joined is not None:  # the reference's two inputs, joined as this block takes them
+            parts = self._split(bound.get(joined[0]), bound.get(joined[1]))
+            found = [self._reference(out, like, block=source) for out, like in parts.items()]
+            both = len(found) == 2 and all(v is not None for v in found)
+            inputs = {joined[0]: torch.cat(found, dim=1) if both else None}
+        else:
+            inputs = {
+                arg: self._reference(out, bound.get(arg), block=source) for out, arg in self.block_io[position].items()
+            }
+        if any(v is None for v in inputs.values()):
             raise ParityError(
                 f"isolated mode cannot feed block {self.block_order[position]} the reference's input "
-                "(block called positionally, or the reference recorded no input for it)"
+                "(the reference recorded no input for it, or its input's shape differs)"
             )
-        return {**kwargs, **inputs}
+        return set_arguments(module, args, kwargs, inputs)
 
     def tap_dit(self, taps: Taps, transformer: Any, adapter: FamilyAdapter, side: Side) -> None:
         """Hook the DiT (inputs, outputs, blocks); each runner taps its scheduler's `step` itself,
@@ -234,6 +298,8 @@ class DenoisingRecorder:
         }
         for path in adapter.block_lists:
             where = adapter.block_list_path(side, path)
+            io = self.list_inputs.get(path, self.block_inputs)
+            joined = self.joined.get(path)
             try:
                 blocks = transformer.get_submodule(where)
             except AttributeError:
@@ -245,8 +311,10 @@ class DenoisingRecorder:
                 if index == 0 and (first or not self.chained):
                     record = EMBEDDERS if first else f"{path}{stages.BLOCK_INPUT_SUFFIX}"
                     self.input_records[len(self.block_order)] = record
-                    taps.forward_pre_hook(block, self.embedders_hook(block, record))
+                    taps.forward_pre_hook(block, self.embedders_hook(block, record, io, joined))
                     first = False
                 name = adapter.block_name(side, path, index)
                 if name is not None:
-                    taps.forward_hook(block, self.block_hook(name, block))
+                    if joined is not None:
+                        self.joined_at[len(self.block_order)] = joined
+                    taps.forward_hook(block, self.block_hook(name, block, io))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from parity import stages
 from parity.cases import Case
 from parity.families.base import FamilyAdapter
 from parity.runners.recorder import DenoisingRecorder
 from parity.runners.teacher import Teacher
-from parity.taps import Taps
+from parity.taps import Taps, argument, replace_argument
 from parity.trace import Trace
 
 
@@ -61,6 +63,8 @@ class ReqFields:
                 self.embeds_seen[field] = [id(v) for v in values]
 
     def _latents(self, batch: Any) -> None:
+        if self.port.noise_in_denoising:  # Req.latents is not what the port denoises: tap_noise records that
+            return
         if "latents" not in self.recorded and getattr(batch, "latents", None) is not None:
             self.recorded.add("latents")
             self.trace.add("latents", stages.LATENT_PREPARATION, batch.latents, layout=self.layout, **self.size)
@@ -89,8 +93,59 @@ class ReqFields:
         self.trace.add("timesteps", stages.TIMESTEP_PREPARATION, source.timesteps)
         self.trace.add("sigmas", stages.TIMESTEP_PREPARATION, source.sigmas)
         if self.teacher is not None:
-            source.timesteps = self.reference_for("timesteps", source.timesteps)
-            source.sigmas = self.reference_for("sigmas", source.sigmas)
+            _force(source, "timesteps", self.reference_for("timesteps", source.timesteps))
+            _force(source, "sigmas", self.reference_for("sigmas", source.sigmas))
             batch.timesteps = self.reference_for("timesteps", batch.timesteps)
         if scheduler is not None:
             taps.wrap_method(scheduler, "step", self.loop.on_scheduler_step, before=self.loop.before_scheduler_step)
+
+    def tap_scheduler(self, scheduler: Any, taps: Taps) -> None:
+        """For a port whose denoising stage sets its scheduler up itself (`PortSpec.denoising_scheduler`):
+        the schedule each `set_timesteps` call leaves on the scheduler (replaced by the reference's in
+        isolated mode, before the stage reads it) and every `step`. A schedule set once denoising has
+        begun (a later chunk, a pyramid stage) is recorded at the step it starts from, as the reference's."""
+
+        def on_set_timesteps(args: tuple, kwargs: dict, result: Any) -> None:
+            self.recorded.add("timesteps")
+            step = self.loop.step or None
+            for name in ("timesteps", "sigmas"):
+                value = getattr(scheduler, name)
+                self.trace.add(name, stages.TIMESTEP_PREPARATION, value, step=step)
+                found = self.teacher.get(name, step, like=value) if self.teacher is not None else None
+                if found is not None:
+                    setattr(scheduler, name, found)
+
+        taps.wrap_method(scheduler, "set_timesteps", on_set_timesteps)
+        taps.wrap_method(scheduler, "step", self.loop.on_scheduler_step, before=self.loop.before_scheduler_step)
+
+    def tap_noise(self, stage: Any, taps: Taps) -> None:
+        """For a port whose denoising stage draws the initial noise itself (`PortSpec.noise_in_denoising`):
+        the `latents` argument of the first call of the stage's methods named there, replaced by the
+        reference's in isolated mode."""
+
+        def before(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if "latents" in self.recorded:
+                return None
+            self.recorded.add("latents")
+            latents = argument(args, kwargs, 0, "latents")
+            self.trace.add("latents", stages.LATENT_PREPARATION, latents, layout=self.layout, **self.size)
+            return replace_argument(args, kwargs, 0, "latents", self.reference_for("latents", latents))
+
+        for name in self.port.noise_in_denoising:
+            if hasattr(stage, name):
+                taps.wrap_method(stage, name, lambda a, k, out: None, before=before)
+
+
+def _force(owner: Any, name: str, value: Any) -> None:
+    """Isolated mode: put the reference's schedule in `owner.<name>`. A scheduler that exposes it as a
+    read-only view of another object (SGLang's DPMSolverMultistepScheduler wrapper reads the sigmas of the
+    Diffusers scheduler it wraps) gets the values copied into the tensor it shows."""
+    current = getattr(owner, name)
+    if value is current:
+        return
+    try:
+        setattr(owner, name, value)
+    except AttributeError:
+        if not (isinstance(current, torch.Tensor) and isinstance(value, torch.Tensor) and current.shape == value.shape):
+            raise
+        current.copy_(value)

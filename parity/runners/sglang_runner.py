@@ -27,7 +27,7 @@ from parity.runners import RunInfo, RunOptions, port_ops, qualified_name
 from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
 from parity.runners.req_fields import ReqFields
-from parity.runners.stage_taps import tap_tokenizer, tap_vae_decode
+from parity.runners.stage_taps import tap_encoder_inputs, tap_tokenizer, tap_vae_decode, text_encoders
 from parity.runners.teacher import Teacher
 from parity.runners.weights import check_model_dir
 from parity.taps import Taps
@@ -37,19 +37,34 @@ from parity.vocab import Side
 PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
 # Components that must be SGLang's own implementations, not transformers'/diffusers' classes
 # that SGLang loads when its native one fails to build (a second silent-fallback trap).
-NATIVE_COMPONENT_PREFIXES = ("transformer", "vae", "text_encoder", "image_encoder")
+# LTX-2's audio VAE, vocoder and text connectors are SGLang modules too.
+NATIVE_COMPONENT_PREFIXES = (
+    "transformer",
+    "vae",
+    "text_encoder",
+    "image_encoder",
+    "audio_vae",
+    "vocoder",
+    "connectors",
+)
+
+# ServerArgs' degrees as SGLang resolved them, recorded per run (K/V-gather aliases ulysses_degree).
+SGLANG_DEGREES = ("tp_size", "sp_degree", "ulysses_degree", "ring_degree", "kv_gather_degree", "cfg_parallel_degree")
 
 _distributed_ready = False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _init_distributed() -> None:
-    """SGLang needs a (single-process) torch.distributed world, once per process."""
+def _init_distributed(server_args: Any) -> None:
+    """SGLang's torch.distributed world and process groups, once per process, with the degrees the
+    server args resolved (as SGLang's own GPU worker does). One rank: a world of one process on a free
+    port. Several: this process is one rank of a world the launcher (parity.runners.sglang_ranks) set up
+    through RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT."""
     global _distributed_ready
     if _distributed_ready:
         return
@@ -57,21 +72,43 @@ def _init_distributed() -> None:
         maybe_init_distributed_environment_and_model_parallel,
     )
 
-    port = _free_port()
-    for key, value in dict(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
-    ).items():
-        os.environ.setdefault(key, value)
+    if server_args.num_gpus == 1:
+        for key, value in dict(
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
+        ).items():
+            os.environ.setdefault(key, value)
     maybe_init_distributed_environment_and_model_parallel(
-        tp_size=1,
-        sp_size=1,
-        cfg_degree=1,
-        ulysses_degree=1,
-        ring_degree=1,
+        tp_size=server_args.tp_size,
+        sp_size=server_args.sp_degree,
+        cfg_degree=server_args.cfg_parallel_degree or 1,
+        ulysses_degree=server_args.ulysses_degree,
+        ring_degree=server_args.ring_degree,
         dp_size=1,
-        distributed_init_method=f"tcp://127.0.0.1:{_free_port()}",
+        distributed_init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
     )
+    if server_args.tp_size > 1:
+        # SGLang's tensor-parallel layers read the TP width from the SRT server args; its GPU worker
+        # publishes them the same way.
+        from sglang.srt.runtime_context import get_context, publish
+        from sglang.srt.server_args import ServerArgs as SrtServerArgs
+
+        if get_context()._server_args is None:
+            publish(SrtServerArgs(model_path="dummy", tp_size=server_args.tp_size), role="diffusion_gpu_worker")
     _distributed_ready = True
+
+
+def rank_tags() -> dict[str, int]:
+    """This process's place in SGLang's process groups (after the pipeline is built)."""
+    from sglang.multimodal_gen.runtime.distributed import parallel_state as ps
+
+    return {
+        "rank": ps.get_world_rank(),
+        "tp": ps.get_tp_rank(),
+        "sp": ps.get_sp_parallel_rank(),
+        "ulysses": ps.get_ulysses_parallel_rank(),
+        "ring": ps.get_ring_parallel_rank(),
+        "cfg": ps.get_classifier_free_guidance_rank(),
+    }
 
 
 def port_model_path(model_dir: Path, adapter: FamilyAdapter) -> Path:
@@ -123,13 +160,20 @@ def _server_args(model_dir: Path, case: Case, adapter: FamilyAdapter, info: Any,
         model_path=str(model_dir),
         model_id=adapter.port.model_id,
         backend="sglang",
-        num_gpus=1,
+        # The ranks' degrees, every one explicit (parity.parallel); one rank: all 1.
+        **case.degrees.server_args(),
         dit_precision=precision,
         vae_precision=precision,
         vae_decode_precision=precision,
         text_encoder_precisions=(precision,) * encoders,
         # An image encoder (Wan I2V's CLIP) too: SGLang's default is fp32, Diffusers loads it at torch_dtype.
         image_encoder_precision=precision,
+        # Family pipeline-config fields that hold a precision too (PortSpec.precision_fields).
+        **dict.fromkeys(adapter.port.precision_fields, precision),
+        # Inputs SGLang reads from its pipeline config (PortSpec.config_inputs); its configs hold lists.
+        **{
+            k: list(v) if isinstance(v, tuple) else v for k, v in adapter.call_inputs if k in adapter.port.config_inputs
+        },
         # One request per process here, but never compare embeddings from an earlier request.
         disable_conditioning_cache=True,
         # Native ops mean SGLang's reference attention too (torch SDPA), not a fused backend.
@@ -187,7 +231,7 @@ def _load(model_dir: Path, case: Case, adapter: FamilyAdapter, ops_mode: str) ->
     model_dir = port_model_path(model_dir, adapter)
     info = check_native_resolution(model_dir, adapter)
     server_args = _server_args(model_dir, case, adapter, info, ops_mode)
-    _init_distributed()
+    _init_distributed(server_args)
     with port_ops.native_custom_ops(ops_mode == "native"):
         try:
             pipe = build_pipeline(server_args)
@@ -207,6 +251,8 @@ def request(loaded: Loaded, model_dir: Path, case: Case, adapter: FamilyAdapter)
 
     library = {"negative_prompt": None, "seed": case.seed, "generator_device": "cpu"}
     inputs = pipeline_inputs(case, adapter, Side.PORT, library, _image_path)
+    for name in adapter.port.config_inputs:  # set in the pipeline config when it was built
+        inputs.pop(name, None)
     params = SamplingParams.from_user_sampling_params_args(
         str(loaded.model_path or model_dir), loaded.server_args, **inputs
     )
@@ -234,7 +280,7 @@ class SGLangRunner:
         """The native pipeline for this directory, dtype, device and op mode; built once per process
         and reused by reruns, the isolated run, the referee and benchmarks."""
         ops_mode = ops_mode_for(case)
-        key = (str(model_dir), case.dtype, case.device, ops_mode)
+        key = (str(model_dir), case.dtype, case.device, ops_mode, case.port_parallel)
         loaded = _PIPELINES.get(key, lambda: _load(model_dir, case, adapter, ops_mode))
         from sglang.multimodal_gen.runtime.server_args import set_global_server_args
 
@@ -250,11 +296,20 @@ class SGLangRunner:
         loaded = self.load(model_dir, case, adapter)
         pipe, server_args = loaded.pipe, loaded.server_args
         run_info = RunInfo(pipeline=qualified_name(pipe), components=dict(loaded.components))
+        run_info.parallel = {
+            "sglang": {name: getattr(server_args, name, None) for name in SGLANG_DEGREES},
+            "dit_parameters": sum(p.numel() for p in pipe.get_module("transformer").parameters()),
+        }
         self.last_info = run_info
         if adapter.port.model_path_alias is not None:
             run_info.notes.append(
                 f"SGLang was given {loaded.model_path}, a symlink named {adapter.port.model_path_alias!r} to the "
                 f"model directory: SGLang registers {adapter.port.pipeline} only by a detector on the path"
+            )
+        for field in adapter.port.precision_fields:
+            run_info.notes.append(
+                f"SGLang's pipeline_config.{field} was set to {getattr(server_args.pipeline_config, field)!r} "
+                "beside dit_precision (the port does not derive it from dit_precision)"
             )
         req = request(loaded, model_dir, case, adapter)
 
@@ -264,7 +319,9 @@ class SGLangRunner:
 
         with Taps() as taps:
             for stage in pipe.stages:
-                if adapter.port.tokenizers:  # tokenizer i is the stage attribute the adapter names i-th
+                if adapter.encoder_input_ids:  # the text encoders' inputs are tapped instead (below)
+                    tokenizers = []
+                elif adapter.port.tokenizers:  # tokenizer i is the stage attribute the adapter names i-th
                     tokenizers = [getattr(stage, name, None) for name in adapter.port.tokenizers]
                 else:
                     tokenizers = getattr(stage, "tokenizers", None) or []
@@ -272,7 +329,13 @@ class SGLangRunner:
                     if tokenizer is not None:
                         tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
                 taps.wrap_method(stage, "forward", lambda a, k, out: fields.after_stage(out, taps))
+                fields.tap_noise(stage, taps)  # a stage that draws the initial noise itself (noise_in_denoising)
+            if adapter.encoder_input_ids:
+                for index, encoder in enumerate(text_encoders(pipe.modules)):
+                    tap_encoder_inputs(taps, encoder, index, trace, teacher)
             loop.tap_dit(taps, pipe.get_module("transformer"), adapter, Side.PORT)
+            if adapter.port.denoising_scheduler is not None:  # set up inside the denoising stage
+                fields.tap_scheduler(pipe.get_module(adapter.port.denoising_scheduler), taps)
             tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
             output, kernels = forward(loaded, req)
         run_info.port_ops = {
@@ -287,5 +350,10 @@ class SGLangRunner:
         if frames is None:
             error = getattr(output, "error", None)
             raise ParityError(f"SGLang produced no frames{': ' + str(error) if error else ''}")
+        frames = torch.as_tensor(frames)
+        if adapter.port.frames_layout == "bthwc":  # e.g. LTX-2's numpy frames from the video processor
+            frames = frames.permute(0, 4, 1, 2, 3)
         trace.add("frames", stages.DECODING, frames.float(), layout="frames_bcthw")
+        if adapter.audio_output and getattr(output, "audio", None) is not None:
+            trace.add("audio", stages.DECODING, torch.as_tensor(output.audio).float())
         return run_info

@@ -4,6 +4,7 @@ values in."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -64,6 +65,37 @@ def tap_tokenizer(
         return None
 
     taps.hook_call(tokenizer, on_call)
+
+
+def text_encoders(components: Mapping[str, Any]) -> list[Any]:
+    """A pipeline's text encoders in order: its components named `text_encoder*` (by name), loaded ones."""
+    return [m for name, m in sorted(components.items()) if name.startswith("text_encoder") and m is not None]
+
+
+def tap_encoder_inputs(taps: Taps, encoder: Any, index: int, trace: Trace, teacher: Teacher | None = None) -> None:
+    """Record `input_ids.<index>` / `attention_mask.<index>` as text encoder `index` receives them (the
+    adapter's `encoder_input_ids`): the first call is the prompt's, the second the negative prompt's
+    (`negative_...`; both libraries encode the prompt first), later calls are not recorded. With a teacher,
+    the encoder then receives the reference's ids and mask."""
+    calls = 0
+
+    def before(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            return None
+        prefix = "" if calls == 1 else "negative_"
+        for position, field in enumerate(("input_ids", "attention_mask")):
+            value = args[position] if len(args) > position else kwargs.get(field)
+            if not isinstance(value, torch.Tensor):
+                continue
+            name = f"{prefix}{field}.{index}"
+            trace.add(name, stages.TEXT_ENCODING, value)
+            reference = teacher.get(name, like=value) if teacher is not None else None
+            args, kwargs = replace_argument(args, kwargs, position, field, reference)
+        return args, kwargs
+
+    taps.forward_pre_hook(encoder, before)
 
 
 def tap_vae_decode(taps: Taps, vae: Any, trace: Trace, teacher: Teacher | None = None) -> None:
