@@ -209,9 +209,12 @@ def console_lines(report: RunReport, out: Path) -> list[str]:
     case, verdict, summary = report.case, report.verdict, report.summary
     line = f"{case['name']} [{case['dtype']}, {case['device']}, {report.mode}]: {verdict.outcome.upper()}"
     line += f" ({summary['passed']}/{summary['checks']} checks passed"
-    if report.decided_by_name is not None:
-        decided = report.decided_by.summary
-        line += f" in the full run, {decided['passed']}/{decided['checks']} in {report.decided_by_name}"
+    name = report.decided_by_name  # the main comparison passes, this one does not
+    decided = f"{report.decided_by.summary['passed']}/{report.decided_by.summary['checks']}"
+    if name == "isolated":
+        line += f" in the full run, {decided} in the isolated run"
+    elif name is not None:
+        line += f" against the reference, {decided} in {name}"
     line += ")"
     if verdict.first is not None:
         where = ", ".join(f"{k}={v}" for k, v in verdict.first.where().items() if v is not None)

@@ -99,3 +99,42 @@ def test_port_ops_both_conclusions():
     errored = Comparison.judge(Mode.FULL, clean.checks, error="SGLang failed")
     conclusion = port_ops_both(errored.verdict, clean.verdict, Mode.FULL)["conclusion"]
     assert "could not run on its kernels (SGLang failed)" in conclusion
+
+
+def parallel_report(main, vs_one_rank, agreement):
+    from parity.results import ParallelResult
+
+    degrees = {"tp": 1, "ulysses": 2, "ring": 1, "kvgather": 1, "cfg": 1, "sp": 2, "world_size": 2}
+    ranks = [{"rank": r, "tp": 0, "sp": r, "ulysses": r, "ring": 0, "cfg": 0} for r in range(2)]
+    parallel = ParallelResult(degrees, ranks, 3, vs_one_rank, agreement, 1000)
+    verdict, decided_by = combine(main, None, parallel)
+    return RunReport(
+        Mode.FULL, {"name": "t", "port_parallel": "ulysses=2"}, main, verdict, decided_by, parallel=parallel
+    )
+
+
+def test_ranks_that_match_the_reference_but_not_their_one_rank_run_fail_on_that_comparison():
+    clean, broken = comparison(Mode.FULL), comparison(Mode.FULL, 1)
+    run = parallel_report(clean, broken, clean)
+    doc = run.as_json()
+    assert run.verdict.outcome is Outcome.FAIL and doc["decided_by"] == "parallel.vs_one_rank"
+    assert doc["first_divergence"]["step"] == 1
+    assert doc["parallel"]["vs_one_rank"]["first_divergence"]["step"] == 1
+    assert "the parallel path is to blame" in doc["parallel"]["conclusion"]
+    assert doc["parallel"]["world_size"] == 2 and doc["parallel"]["sharded_records"] == 3
+
+
+def test_ranks_that_disagree_are_blamed_before_the_one_rank_comparison():
+    clean = comparison(Mode.FULL)
+    doc = parallel_report(clean, comparison(Mode.FULL, 0), comparison(Mode.FULL, 0)).as_json()
+    assert doc["decided_by"] == "parallel.rank_agreement"
+    assert doc["parallel"]["conclusion"].startswith("the ranks disagree on denoising/noise_pred step 0")
+
+
+def test_a_divergence_from_the_reference_that_the_one_rank_run_shares_is_the_ports_own():
+    clean, broken = comparison(Mode.FULL), comparison(Mode.FULL, 2)
+    run = parallel_report(broken, clean, clean)
+    doc = run.as_json()
+    assert run.decided_by is run.main and "decided_by" not in doc
+    assert "matches its one-rank run; its divergence from the reference" in doc["parallel"]["conclusion"]
+    assert doc["parallel"]["vs_one_rank"]["verdict"] == "pass"
