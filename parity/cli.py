@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity import cases, parallel, plugins, progress, report_dir
+from parity import cases, interrupts, parallel, plugins, progress, report_dir
 from parity.capture import BlockCapture
 from parity.errors import ParityError
 from parity.vocab import Mode
@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.command == "noise":
             return _noise(args.files, args.range)
-        return _run(args)
+        with interrupts.deferred():  # Ctrl-C at safe points only: never inside a library's import
+            return _run(args)
     except ParityError as exc:
         progress.say("stopped")
         print(f"parity: error: {exc.one_line()}", file=sys.stderr)

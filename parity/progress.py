@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from parity import interrupts
+
 _START = time.perf_counter()
 _console: TextIO | None = None  # where progress lines go; None: sys.stderr (parity.library_output sets it)
 quiet = False  # `parity run -q`
@@ -21,6 +23,7 @@ def use_console(stream: TextIO | None) -> TextIO | None:
 
 
 def say(message: str) -> None:
+    interrupts.checkpoint()  # a progress line is a safe point for Ctrl-C (parity.interrupts)
     if not quiet:
         print(f"[parity {time.perf_counter() - _START:7.1f}s] {message}", file=_console or sys.stderr, flush=True)
 

@@ -14,6 +14,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from parity.interrupts import checkpoint
+
 # (args, kwargs, result) -> None, or a replacement for the result (teacher forcing)
 OnCall = Callable[[tuple, dict, Any], Any]
 # (args, kwargs) -> None, or replacement (args, kwargs) for the call (teacher forcing)
@@ -73,6 +75,7 @@ class Taps:
         had_own = name in vars(obj)
 
         def tapped(*args: Any, **kwargs: Any) -> Any:
+            checkpoint()  # every tap is a safe point for Ctrl-C (parity.interrupts)
             if before is not None:
                 args, kwargs = _replaced((args, kwargs), before(args, kwargs))
             result = original(*args, **kwargs)
@@ -98,6 +101,7 @@ class Taps:
         # inspects the callable's parameters (SGLang filters a processor's kwargs by them) sees the same.
         @functools.wraps(original)
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            checkpoint()
             result = original(self, *args, **kwargs)
             return _replaced(result, on_call(args, kwargs, result))
 
@@ -107,15 +111,23 @@ class Taps:
     def forward_hook(self, module: Any, on_call: OnCall) -> None:
         """A torch forward hook (with kwargs) that records after `module(...)`; a non-None return
         replaces the module's output."""
-        handle = module.register_forward_hook(
-            lambda _m, args, kwargs, output: on_call(args, kwargs, output), with_kwargs=True
-        )
+
+        def hook(_module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+            checkpoint()
+            return on_call(args, kwargs, output)
+
+        handle = module.register_forward_hook(hook, with_kwargs=True)
         self._undo.append(handle.remove)
 
     def forward_pre_hook(self, module: Any, on_call: Before) -> None:
         """A torch forward pre-hook (with kwargs) that records before `module(...)` runs; a non-None
         return replaces its (args, kwargs)."""
-        handle = module.register_forward_pre_hook(lambda _m, args, kwargs: on_call(args, kwargs), with_kwargs=True)
+
+        def hook(_module: Any, args: tuple, kwargs: dict) -> Any:
+            checkpoint()
+            return on_call(args, kwargs)
+
+        handle = module.register_forward_pre_hook(hook, with_kwargs=True)
         self._undo.append(handle.remove)
 
 

@@ -12,7 +12,7 @@ LIBRARIES = ("sglang", "diffusers", "transformers")
 
 # The data flow, bottom up: a module may import its own layer and the layers below, never above.
 LAYERS = [
-    {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir"},
+    {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir", "interrupts"},
     {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins"},
     {"parallel"},
     {"align", "cases", "case_schema", "noise"},

@@ -30,6 +30,7 @@ import torch.multiprocessing
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
+from parity.interrupts import checkpoint
 from parity.rank_merge import RankTrace
 from parity.runners import RunInfo, RunOptions
 from parity.trace import Trace
@@ -80,7 +81,11 @@ def _wait(processes: list[Any], work_dir: Path) -> None:
     deadline = time.monotonic() + TIMEOUT_S
     running = list(processes)
     while running:
-        ready = wait([p.sentinel for p in running], timeout=max(0.0, deadline - time.monotonic()))
+        # In short waits: each ends at a safe point for Ctrl-C (parity.interrupts).
+        ready = wait([p.sentinel for p in running], timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+        checkpoint()
+        if not ready and time.monotonic() < deadline:
+            continue
         if not ready:
             raise ParityError(
                 f"port ranks {[p.name for p in running]} did not finish in {TIMEOUT_S:.0f} s (PARITY_RANK_TIMEOUT_S)"
