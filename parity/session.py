@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import platform
+import shutil
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
@@ -40,7 +41,7 @@ from parity.files import write_atomic
 from parity.report import write
 from parity.report_dir import ReportDir
 from parity.results import Comparison, ParallelResult, RunReport, combine
-from parity.runners import RunInfo, RunOptions, runner_for
+from parity.runners import RunInfo, RunOptions, runner_for, sglang_ranks
 from parity.tolerance import Policy, one_rank_policy
 from parity.trace import Key, Trace
 from parity.verdict import Verdict
@@ -295,10 +296,6 @@ class Session:
 
     def run_ranks(self, trace: Trace, options: RunOptions, phase: str) -> None:
         """The port's rank processes (parity.runners.sglang_ranks), merged into `trace` (parity.rank_merge)."""
-        import shutil
-
-        from parity.runners import sglang_ranks
-
         degrees = self.case.degrees
         spec = self.adapter.port.sequence_shards
         work_dir = self.out_dir / ".ranks"

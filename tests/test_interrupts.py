@@ -9,6 +9,15 @@ import pytest
 from parity import interrupts
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler, as in a terminal: a test run started in the background by a shell
+    without job control inherits SIGINT ignored, which `deferred` leaves alone (the last test)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_the_first_ctrl_c_waits_for_a_checkpoint():
     with pytest.raises(KeyboardInterrupt), interrupts.deferred():
         os.kill(os.getpid(), signal.SIGINT)  # the handler only notes it
