@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-ops", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="with --overhead: profile one warm harness run")
+    parser.add_argument("--out", type=Path, default=None, help="with --overhead: keep each harness run's report here")
     args = parser.parse_args(argv)
     if args.memory:
         return peak_memory(args.case, args.steps or [4, 32], args.dtype)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         case = cases.resolve(args.case).with_overrides(
             dtype=args.dtype, device=args.device, port_ops=args.port_ops, height=args.height, width=args.width
         )
-        return overhead.main(case, args.steps or [4, 28, 50], args.repeats, args.profile)
+        return overhead.main(case, args.steps or [4, 28, 50], args.repeats, args.profile, args.out)
 
     t0 = time.perf_counter()
     import diffusers  # noqa: F401

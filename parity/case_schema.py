@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from parity import parallel, tolerance
+from parity import hub, parallel, tolerance
 from parity.errors import ParityError
 
 DTYPES = ("float32", "bfloat16")
@@ -46,6 +46,23 @@ def number(low: float = 0.0) -> Rule:
 
 def text(value: Any) -> str | None:
     return None if isinstance(value, str) else f"must be a string, got {_shown(value)}"
+
+
+def model_location(value: Any) -> str | None:
+    """`model_dir`: a Diffusers model directory or a Hugging Face hub id; which one is decided where
+    the case is loaded (a directory that exists wins: parity.cases)."""
+    ok = isinstance(value, str) and value.strip() != ""
+    return None if ok else f"must be a model directory or a Hugging Face hub id (owner/name), got {_shown(value)}"
+
+
+def hub_id(value: Any) -> str | None:
+    ok = isinstance(value, str) and hub.is_hub_id(value)
+    return None if ok else f"must be a Hugging Face hub id (owner/name), got {_shown(value)}"
+
+
+def hub_revision(value: Any) -> str | None:
+    ok = isinstance(value, str) and value != "" and not any(c.isspace() for c in value)
+    return None if ok else f"must be a branch, tag or commit hash of the hub repo, got {_shown(value)}"
 
 
 def one_of(choices: tuple[str, ...]) -> Rule:
@@ -128,7 +145,11 @@ FIELDS: dict[str, Rule] = {
     "name": text,
     "family": optional(text),
     "fixture": optional(text),
-    "model_dir": optional(text),
+    "model_dir": optional(model_location),
+    # With a hub id in model_dir: the revision to run (default: main). Once resolved, model_dir is the
+    # local snapshot, model_id the hub id and revision the snapshot's commit (so report.json has all three).
+    "revision": optional(hub_revision),
+    "model_id": optional(hub_id),
     "prompt": text,
     "negative_prompt": optional(text),
     "seed": integer(0, MAX_SEED),

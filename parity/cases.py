@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from parity import case_schema, parallel, stages
+from parity import case_schema, hub, parallel, stages
 from parity.errors import ParityError
 
 # The repository's fixtures/ folder installs as this package (pyproject.toml's package-dir): the name
@@ -31,7 +31,9 @@ class Case:
     name: str
     family: str | None = None
     fixture: str | None = None  # a builder in fixtures/ (parity_fixtures; built offline into the cache)
-    model_dir: str | None = None  # or a Diffusers-layout directory of the user's
+    model_dir: str | None = None  # or a Diffusers-layout directory of the user's, or a hub id (owner/name)
+    revision: str | None = None  # with a hub id: the branch, tag or commit (parity.hub); resolved: the commit
+    model_id: str | None = None  # set when a hub id is resolved (model_dir is then its local snapshot)
     prompt: str = "a photo of a cat"
     negative_prompt: str | None = None
     seed: int = 0
@@ -75,8 +77,27 @@ class Case:
                 f"{origin}: port_parallel {self.port_parallel!r} splits the CFG branches, but the case has no CFG"
             )
         if (self.fixture is None) == (self.model_dir is None):
-            raise ParityError(f"{origin}: give exactly one of 'fixture' or 'model_dir'")
+            raise ParityError(
+                f"{origin}: give exactly one of 'fixture' or 'model_dir' (a model directory or a Hugging Face hub id)"
+            )
+        self._validate_hub(origin)
         return self
+
+    def _validate_hub(self, origin: str) -> None:
+        if self.model_id is not None and (self.model_dir is None or hub.looks_like_hub_id(self.model_dir)):
+            raise ParityError(
+                f"{origin}: model_id records the hub id a model_dir snapshot came from; give the hub id as model_dir"
+            )
+        if self.revision is not None and self.model_id is None and not self.from_hub:
+            model = f"fixture {self.fixture}" if self.fixture else f"model directory {self.model_dir}"
+            raise ParityError(
+                f"{origin}: revision (--revision) goes with a Hugging Face hub id (owner/name), not {model}"
+            )
+
+    @property
+    def from_hub(self) -> bool:
+        """model_dir is a hub id still to be resolved (parity.hub) rather than a local directory."""
+        return self.model_dir is not None and hub.looks_like_hub_id(self.model_dir)
 
     def _validate_expected_divergence(self) -> None:
         given = self.expected_divergence
@@ -135,8 +156,12 @@ def load_file(path: Path) -> Case:
     image = data.get("input_image")
     if image and not image.startswith("skimage:") and not Path(image).is_absolute():
         data["input_image"] = str((path.parent / image).resolve())
-    if data.get("model_dir") and not Path(data["model_dir"]).is_absolute():
-        data["model_dir"] = str((path.parent / data["model_dir"]).resolve())
+    model_dir = data.get("model_dir")
+    if model_dir and not Path(model_dir).is_absolute():
+        # Relative to the case file; `owner/name` with no such directory there is a hub id (parity.hub).
+        local = path.parent / model_dir
+        if local.exists() or not hub.is_hub_id(model_dir):
+            data["model_dir"] = str(local.resolve())
     return Case(**data).validate(str(path))
 
 
@@ -180,7 +205,8 @@ def bundled() -> dict[str, Case]:
 
 
 def resolve(target: str, family: str | None = None) -> Case:
-    """A bundled case name, a case file (.toml), or a Diffusers model directory."""
+    """A bundled case name, a case file (.toml), a Diffusers model directory, or a Hugging Face hub id
+    (owner/name, resolved when the run starts: parity.hub)."""
     cases = bundled()
     if target in cases:
         return cases[target]
@@ -191,4 +217,9 @@ def resolve(target: str, family: str | None = None) -> Case:
         return Case(name=path.name, family=family, model_dir=str(path.resolve())).validate()
     if path.exists():
         raise ParityError(f"{target} is not a directory, a case file (.toml) or a bundled case")
-    raise ParityError(f"no bundled case or directory named {target!r} (bundled: {', '.join(sorted(cases))})")
+    if hub.looks_like_hub_id(target):
+        return Case(name=target, family=family, model_dir=target).validate()
+    raise ParityError(
+        f"no bundled case or directory named {target!r} (bundled: {', '.join(sorted(cases))}; "
+        "or a Hugging Face hub id, owner/name)"
+    )

@@ -32,9 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one case and write a report")
-    run.add_argument("target", help="a bundled case name (see `parity list`), a case file, or a model directory")
+    run.add_argument(
+        "target",
+        help="a bundled case name (see `parity list`), a case file, a model directory, or a Hugging Face hub id "
+        "(owner/name: its snapshot in the Hugging Face cache, downloaded first when not cached and online)",
+    )
     run.add_argument("--family", help="family adapter (default: detected from model_index.json; see `parity list`)")
-    run.add_argument("--out", type=Path, help="report directory (default: reports/<case>-<dtype>)")
+    run.add_argument(
+        "--out", type=Path, help="report directory (default: reports/<case>-<dtype>, a hub id's '/' written '--')"
+    )
+    run.add_argument(
+        "--revision",
+        metavar="REV",
+        help="with a hub id: the branch, tag or commit hash to run (default: main); the report records the commit",
+    )
     run.add_argument("--steps", type=int)
     run.add_argument("--height", type=int)
     run.add_argument("--width", type=int)
@@ -183,9 +194,11 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         port_ops=args.port_ops,
         port_parallel=args.port_parallel,
+        revision=args.revision,
     )
     parallel.check_run(case.degrees, args.mode, case.port_ops)  # before any model work
-    out = args.out or Path("reports") / f"{case.name}-{case.dtype}"
+    # A hub id's '/' would nest the report one level down: written '--' as the Hugging Face cache does.
+    out = args.out or Path("reports") / f"{case.name.replace('/', '--')}-{case.dtype}"
     report_dir.check(out)  # before any model work: a bad --out is found in a second
     progress.quiet = args.quiet
     loaded = plugins.load_all(args.plugin)

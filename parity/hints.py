@@ -74,7 +74,7 @@ def _latents(cause: Check, checks: list[Check]) -> Hint:
     return {"symptom": "initial latents differ", "likely_cause": why}
 
 
-def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
+def _denoising(cause: Check, checks: list[Check], isolated: list[Check] | None = None) -> Hint | None:
     step = cause.step
     inputs_equal = _passed(checks, "dit_input", step) and _passed(checks, "dit_timestep", step)
     if stages.is_block_input(cause.block) and inputs_equal:
@@ -89,8 +89,7 @@ def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
                 "positions, modulation shift/scale/gate order, norm eps, or the timestep / guidance embedding"
             )
             return {"symptom": f"block {cause.block} differs with equal inputs", "likely_cause": why}
-        why = f"earlier blocks match: the code of block {cause.block} itself (attention, MLP, modulation, residual)"
-        return {"symptom": f"block {cause.block} is the first block to differ", "likely_cause": why}
+        return _later_block(cause, blocks, checks, isolated)
     if (
         cause.tensor == "noise_pred"
         and _passed(checks, "noise_pred_cond", step)
@@ -104,6 +103,61 @@ def _denoising(cause: Check, checks: list[Check]) -> Hint | None:
     if cause.tensor == "dit_timestep":
         return _schedule(cause, checks) | {"symptom": "the DiT's timestep input differs"}
     return None
+
+
+# A block whose error takes at least this many times the share of its limit the block before took
+# is a step change at that block; less is growth along the blocks that crossed the limit there.
+JUMP = 3.0
+
+
+def _limit_share(check: Check) -> float:
+    """How much of its tolerance a check's error takes (1 = at the limit): the larger of rel_l2 against
+    its limit and the smallest passing atol against the atol."""
+    tol, found = check.tolerance, check.metrics
+    shares = [0.0]
+    if found is not None and tol.rel_l2 and math.isfinite(found.rel_l2):
+        shares.append(found.rel_l2 / tol.rel_l2)
+    if tol.atol > 0 and math.isfinite(check.min_atol):
+        shares.append(check.min_atol / tol.atol)
+    return max(shares)
+
+
+def _later_block(cause: Check, blocks: list[Check], checks: list[Check], isolated: list[Check] | None) -> Hint:
+    """A block after the first fails while the DiT's inputs pass: a step change at this block (its own
+    code), or an error that grew along the blocks and crossed the limit here (drift). The error
+    profile along the step's blocks, for the same tensor, tells them apart; isolated mode confirms."""
+    profile = sorted((c for c in blocks if c.tensor == cause.tensor), key=Check.execution_key)
+    at = next((i for i, c in enumerate(profile) if c.block == cause.block), 0)
+    share, before = _limit_share(cause), _limit_share(profile[at - 1]) if at else 0.0
+    if at == 0 or share >= JUMP * before:
+        why = f"earlier blocks match: the code of block {cause.block} itself (attention, MLP, modulation, residual)"
+        jump = f" (its error takes {share:.3g}x its limit, the block before {before:.2g}x)" if at else ""
+        return {"symptom": f"block {cause.block} is the first block to differ{jump}", "likely_cause": why}
+    first = profile[0]
+    symptom = (
+        f"the error grows along the blocks and crosses the limit at block {cause.block}: {before:.2g}x its "
+        f"limit at the block before, {_limit_share(first):.2g}x at {first.block}"
+    )
+    why = "accumulated drift, not one block's code: each block adds a little and the depth amplifies it"
+    step = cause.step
+    nearby = [
+        f"the DiT's {c.tensor.removeprefix('dit_')} input differs by {c.metrics.max_abs:.3g} at step {step} "
+        "(within its tolerance)"
+        for c in checks
+        if c.tensor in ("dit_timestep", "dit_guidance", "dit_input")
+        and c.step == step
+        and c.passed
+        and c.metrics is not None
+        and c.metrics.max_abs > 0
+    ]
+    if nearby:
+        why += "; what it grows from: " + "; ".join(nearby)
+    alone = [c for c in isolated or () if c.block == cause.block and c.tensor == cause.tensor and c.step == step]
+    if alone and all(c.passed for c in alone):
+        why += f"; in isolated mode block {cause.block} passes on the reference's inputs"
+    elif not alone:
+        why += f"; `--mode isolated` checks block {cause.block} on the reference's inputs"
+    return {"symptom": symptom, "likely_cause": why}
 
 
 def _decoding(cause: Check, checks: list[Check]) -> Hint:
@@ -171,12 +225,15 @@ RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
 }
 
 
-def for_causes(causes: Iterable[Check], checks: list[Check]) -> list[dict]:
-    """One hint per cause (a verdict's `causes`) that `checks`, the whole comparison, holds evidence for."""
+def for_causes(causes: Iterable[Check], checks: list[Check], isolated: list[Check] | None = None) -> list[dict]:
+    """One hint per cause (a verdict's `causes`) that `checks`, the whole comparison, holds evidence for;
+    `isolated`: the isolated run's checks, when the run made one beside a full run."""
     out = []
     for cause in causes:
         hint = _nonfinite(cause, checks) if cause.status == Status.NONFINITE else None
-        hint = hint or RULES[cause.stage](cause, checks)
+        if hint is None:
+            rule = RULES[cause.stage]
+            hint = _denoising(cause, checks, isolated) if rule is _denoising else rule(cause, checks)
         if hint is not None:
             out.append({"at": cause.label(), **hint})
     return out

@@ -36,28 +36,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(device: str, fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median wall time of `repeats` calls (after the caller's warm-up), and the last result."""
+def _timed(device: str, fn: Callable[[], Any], repeats: int) -> tuple[float, Any, float]:
+    """Median wall time of `repeats` calls (after the caller's warm-up), the last result, and the peak
+    GPU memory the calls allocated above what was resident before them (NaN off the GPU)."""
     times, result = [], None
+    resident = _resident_mib(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
         result = fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], result
-
-
-def _peak_device_mib(device: str, fn: Callable[[], Any]) -> float:
-    """Peak GPU memory of one call above what was resident before it (both pipelines' weights):
-    the memory the call itself needs. Garbage from earlier calls is collected first."""
-    if device != "cuda":
-        return float("nan")
-    resident = _resident_mib(device)
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    _sync(device)
-    return torch.cuda.max_memory_allocated() / 2**20 - resident
+    peak = torch.cuda.max_memory_allocated() / 2**20 - resident if device == "cuda" else float("nan")
+    return sorted(times)[len(times) // 2], result, peak
 
 
 def _resident_mib(device: str) -> float:
@@ -89,18 +82,20 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
-def table(case: Case, steps: list[int], repeats: int = 3) -> list[dict[str, Any]]:
+def table(case: Case, steps: list[int], repeats: int = 3, out: Path | None = None) -> list[dict[str, Any]]:
+    """One row per step count; `out`: keep each harness run's report there (`<case>-<steps>-default`,
+    `<case>-<steps>-all`), e.g. for `python -m parity.margins`."""
     model_dir = model_dir_for(case, {})
     adapter = families.get(case.family) if case.family else families.detect(model_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(steps):
-            rows.append(_row(dataclasses.replace(case, steps=n), model_dir, adapter, Path(tmp), repeats))
+            rows.append(_row(dataclasses.replace(case, steps=n), model_dir, adapter, out or Path(tmp), repeats))
             print(_format_row(rows[-1]), flush=True)
     return rows
 
 
-def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> dict[str, Any]:
+def _row(case: Case, model_dir: Path, adapter: Any, out: Path, repeats: int) -> dict[str, Any]:
     reference, port = runner_for(Side.REFERENCE), runner_for(Side.PORT)
     n, device = case.steps, case.device
 
@@ -111,21 +106,20 @@ def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> 
         return port.bare(model_dir, case, adapter)
 
     def default() -> Any:
-        return run_case(case, tmp / f"default-{n}", capture=BlockCapture())
+        return run_case(case, out / f"{case.name}-{n}-default", capture=BlockCapture())
 
-    def every() -> Any:
-        return run_case(case, tmp / f"all-{n}", capture=BlockCapture.parse("all"))
+    def every() -> Any:  # compared step by step as it runs (parity.online)
+        return run_case(case, out / f"{case.name}-{n}-all", capture=BlockCapture.parse("all"))
 
     for warm_up in (diffusers, sglang, default):  # loads, lazy initialisation, autotuning
         warm_up()
     weights_d = _weights_mib(reference.load(model_dir, case, adapter).components.values())
     weights_s = _weights_mib(port.load(model_dir, case, adapter).pipe.modules.values())
-    d_s, _ = _timed(device, diffusers, repeats)
-    s_s, _ = _timed(device, sglang, repeats)
-    _resident_mib(device)
-    h_s, report = _timed(device, default, repeats)
-    _resident_mib(device)
-    a_s, report_all = _timed(device, every, 1)
+    d_s, _, d_peak = _timed(device, diffusers, repeats)
+    s_s, _, s_peak = _timed(device, sglang, repeats)
+    h_s, report, _ = _timed(device, default, repeats)
+    a_s, report_all, a_peak = _timed(device, every, 1)
+    online = report_all.capture.get("online", {})
     return {
         "steps": n,
         "diffusers_s": d_s,
@@ -136,19 +130,20 @@ def _row(case: Case, model_dir: Path, adapter: Any, tmp: Path, repeats: int) -> 
         "overhead_all_blocks": a_s / (d_s + s_s),
         "weights_diffusers_mib": weights_d,
         "weights_sglang_mib": weights_s,
-        "device_peak_diffusers_mib": _peak_device_mib(device, diffusers),
-        "device_peak_sglang_mib": _peak_device_mib(device, sglang),
-        "device_peak_harness_all_mib": _peak_device_mib(device, every),
+        "device_peak_diffusers_mib": d_peak,
+        "device_peak_sglang_mib": s_peak,
+        "device_peak_harness_all_mib": a_peak,
+        "records_all_mib": online.get("records_peak_mib", float("nan")),
         "host_peak_mib": _host_peak_mib(),
         "verdict": f"{report.verdict.outcome}/{report_all.verdict.outcome}",
-        "checks_all_blocks": report_all.summary["checks"],
+        "checks": f"{report.summary['checks']}/{report_all.summary['checks']}",
     }
 
 
 HEADER = (
     f"{'steps':>5} {'Diffusers s':>11} {'SGLang s':>9} {'harness s':>9} {'all-blocks s':>12} "
     f"{'ratio':>6} {'ratio all':>9} {'GPU MiB D':>15} {'GPU MiB S':>15} {'GPU MiB all':>11} "
-    f"{'host MiB':>9}  verdict (default/all)"
+    f"{'records MiB':>11} {'host MiB':>9}  verdict, checks (default/all)"
 )
 
 
@@ -158,7 +153,8 @@ def _format_row(r: dict[str, Any]) -> str:
         f"{r['harness_all_blocks_s']:>12.3f} {r['overhead_default']:>6.2f} {r['overhead_all_blocks']:>9.2f} "
         f"{_gpu(r['weights_diffusers_mib'], r['device_peak_diffusers_mib']):>15} "
         f"{_gpu(r['weights_sglang_mib'], r['device_peak_sglang_mib']):>15} "
-        f"{_mib(r['device_peak_harness_all_mib']):>11} {r['host_peak_mib']:>9.0f}  {r['verdict']}"
+        f"{_mib(r['device_peak_harness_all_mib']):>11} {_mib(r['records_all_mib']):>11} "
+        f"{r['host_peak_mib']:>9.0f}  {r['verdict']}, {r['checks']}"
     )
 
 
@@ -187,7 +183,7 @@ def profile(case: Case, top: int = 30) -> None:
     print(out.getvalue())
 
 
-def main(case: Case, steps: list[int], repeats: int, with_profile: bool = False) -> int:
+def main(case: Case, steps: list[int], repeats: int, with_profile: bool = False, out: Path | None = None) -> int:
     print(
         f"parity bench --overhead: {case.name} [{case.dtype}, {case.device}, port ops {case.port_ops}] on "
         f"{device_name(case.device)}; torch {torch.__version__}; median of {repeats} after warm-up "
@@ -195,11 +191,12 @@ def main(case: Case, steps: list[int], repeats: int, with_profile: bool = False)
     )
     print(
         "ratio = harness / (Diffusers alone + SGLang alone); GPU MiB D/S = that side's weights + the peak its "
-        "run allocates above what is resident; GPU MiB all = the all-blocks harness run's peak above resident "
-        "(records kept on the GPU); host MiB = the process's peak RSS so far"
+        "run allocates above what is resident; GPU MiB all = the all-blocks harness run's peak above resident, "
+        "records MiB = the most record memory it held at once, on the GPU (compared step by step, "
+        "parity.online); host MiB = the process's peak RSS so far"
     )
     print(HEADER, flush=True)
-    table(case, steps, repeats)
+    table(case, steps, repeats, out)
     if with_profile:
         print(f"\nprofile of one warm harness run at {case.steps} steps (parity's functions, cumulative):")
         profile(case)

@@ -197,7 +197,8 @@ class RunReport:
 
     @property
     def hints(self) -> list[dict]:
-        return hints.for_causes(self.verdict.causes, list(self.decided_by.checks))
+        beside = None if self.isolated is None or self.decided_by is self.isolated else list(self.isolated.checks)
+        return hints.for_causes(self.verdict.causes, list(self.decided_by.checks), beside)
 
     @property
     def summary(self) -> dict[str, int]:

@@ -6,11 +6,13 @@ returns typed results (parity.results); `run_case` turns them into a RunReport a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import platform
 import shutil
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -22,8 +24,10 @@ from parity import (
     families,
     fixture_cache,
     frames,
+    hub,
     library_output,
     numerics,
+    online,
     parallel,
     progress,
     rank_merge,
@@ -67,7 +71,22 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def hub_case(case: Case, timings: dict[str, float]) -> Case:
+    """The case with a hub id in model_dir resolved (parity.hub): model_dir the local snapshot, model_id
+    the hub id, revision the snapshot's commit, so the report says exactly which weights ran."""
+    if not case.from_hub:
+        return case
+    assert case.model_dir is not None  # from_hub: a hub id
+    asked = f" at revision {case.revision}" if case.revision else ""
+    with progress.phase("hub", timings, f"model {case.model_dir}{asked}: looking in the Hugging Face cache"):
+        snapshot = hub.resolve(case.model_dir, case.revision)
+    progress.say(f"model {case.model_dir} at commit {snapshot.name}: {snapshot}")
+    # A snapshot directory is named by its commit hash (huggingface_hub's cache layout).
+    return dataclasses.replace(case, model_id=case.model_dir, model_dir=str(snapshot), revision=snapshot.name)
+
+
 def model_dir_for(case: Case, timings: dict[str, float]) -> Path:
+    case = hub_case(case, timings)  # a no-op for a case already resolved (Session.prepare)
     if case.model_dir is not None:
         families.read_model_index(Path(case.model_dir))  # a clear error for a non-model dir
         return Path(case.model_dir)
@@ -139,8 +158,10 @@ class Session:
         capture: BlockCapture,
         png_writer: ThreadPoolExecutor,
         plugin_specs: tuple[str, ...] = (),
+        compare_online: bool | None = None,
     ) -> None:
         self.case = case
+        self.compare_online = compare_online  # None: when the capture policy asks for it (runs_online)
         self.plugin_specs = plugin_specs  # as given (files or modules): the port's rank processes import them too
         self.out_dir = out_dir
         self.capture = capture
@@ -155,6 +176,7 @@ class Session:
         self._pngs: Future | None = None
         self.ranks: RankRun | None = None  # --port-parallel: the ranks' places and what their merge found
         self.infos_one_rank: RunInfo | None = None  # --port-parallel: the port's one-rank run
+        self.online: online.OnlineComparison | None = None  # the full run compared step by step
 
     def internal_error(self, exc: Exception) -> str:
         """The one line for an exception that is parity's own fault; its traceback goes to a file."""
@@ -169,6 +191,7 @@ class Session:
         if self.case.device == "cuda" and not torch.cuda.is_available():
             raise ParityError("--device cuda, but torch sees no CUDA device on this machine")
         policy = policy_for(self.case)
+        self.case = hub_case(self.case, self.timings)  # before the run: the report records the snapshot's commit
         model_dir = model_dir_for(self.case, self.timings)
         adapter = families.get(self.case.family) if self.case.family else families.detect(model_dir)
         self._setup = Setup(model_dir, adapter, policy)
@@ -194,27 +217,51 @@ class Session:
         ParityError naming the side, its traceback kept in `<side>-traceback.txt`."""
         case = case or self.case
         blocks = f", blocks at steps {sorted(options.block_steps)}" if options.block_steps else ""
-        cuda = case.device == "cuda"
+        self.phase = phase
+        with (
+            progress.phase(phase, self.timings, f"running {LABELS[side]} on {case.device}, {case.dtype}{blocks}"),
+            self._gpu_peak(phase),
+        ):
+            return self._call_runner(side, trace, options, case)
+
+    @contextlib.contextmanager
+    def _gpu_peak(self, phase: str) -> Iterator[None]:
+        """The peak GPU memory of what runs within, the records kept on the GPU included."""
+        cuda = self.case.device == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        self.phase = phase
+        yield
+        if cuda:
+            self.gpu_peak_mib[phase] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+    def _call_runner(self, side: Side, trace: Trace, options: RunOptions, case: Case) -> RunInfo:
         runner = runner_for(side)
         runner.last_info = None
-        with progress.phase(phase, self.timings, f"running {LABELS[side]} on {case.device}, {case.dtype}{blocks}"):
-            try:
-                info = runner.run(self.setup.model_dir, case, self.adapter, trace, options)
-            except BaseException as exc:
-                if runner.last_info is not None:  # the report names what was loaded, even when it failed
-                    self.infos.setdefault(side, runner.last_info)
-                if isinstance(exc, ParityError) or not isinstance(exc, Exception):  # Ctrl-C goes straight up
-                    raise
-                write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
-                raise ParityError(
-                    f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
-                ) from exc
-        if cuda:  # peak GPU memory of this side's run, the records it keeps on the GPU included
-            self.gpu_peak_mib[phase] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        return info
+        try:
+            return runner.run(self.setup.model_dir, case, self.adapter, trace, options)
+        except BaseException as exc:
+            if runner.last_info is not None:  # the report names what was loaded, even when it failed
+                self.infos.setdefault(side, runner.last_info)
+            # Ctrl-C, and a side stopped because the other failed (online), go straight up
+            if isinstance(exc, (ParityError, online.Aborted)) or not isinstance(exc, Exception):
+                raise
+            write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
+            raise ParityError(
+                f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
+            ) from exc
+
+    def load_side(self, side: Side) -> None:
+        """Load one side's pipeline (once per process), a failure named like a failed run."""
+        runner = runner_for(side)
+        try:
+            runner.load(self.setup.model_dir, self.case, self.adapter)
+        except ParityError:
+            raise
+        except Exception as exc:
+            write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
+            raise ParityError(
+                f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
+            ) from exc
 
     # -- comparing ------------------------------------------------------------------------------------
 
@@ -229,6 +276,8 @@ class Session:
             if partial:
                 pairs = [p for p in pairs if p.reference is not None and p.port is not None]
             found = compare(pairs, self.setup.policy)
+            if port == "port" and self.online is not None:  # the denoising steps, compared as the run went
+                found += self.online.checks
             noise = None
             reference_record, port_record = (trace.get(Key("frames")) for trace in (reference, self.traces[port]))
             if reference_record is not None and port_record is not None:
@@ -274,6 +323,40 @@ class Session:
         native = self.compare("native", mode)
         self.case = dataclasses.replace(self.case, port_ops="kernels")
         return native
+
+    def runs_online(self, mode: Mode) -> bool:
+        """Whether the run is compared step by step as it goes (parity.online): a full-mode run of a
+        port in this process, whose blocks are captured at more steps than the default policy's, unless
+        the session was told (`online`). Isolated mode and `--port-ops both` need the reference's whole
+        trace (the teacher, the native comparison); ranks hand over their traces at the end."""
+        eligible = mode is Mode.FULL and not self.case.degrees.parallel and self.case.port_ops != "both"
+        wanted = self.capture.mode in ("all", "steps") if self.compare_online is None else self.compare_online
+        return eligible and wanted
+
+    def run_online(self, options: RunOptions) -> Comparison:
+        """Both sides in turns, each denoising step compared and dropped once both made it
+        (parity.online): the records held stay a step or two, whatever the step count."""
+        comparison = online.OnlineComparison(self.adapter, self.setup.policy, self.case.device)
+        self.online = comparison
+        self.traces["reference"], self.traces["port"] = (comparison.traces[s] for s in (Side.REFERENCE, Side.PORT))
+        for phase, side in (("reference_load", Side.REFERENCE), ("port_load", Side.PORT)):
+            self.phase = phase
+            with progress.phase(phase, self.timings, f"loading {LABELS[side]}"):
+                self.load_side(side)
+        self.phase = "online"
+        blocks = f"blocks at steps {sorted(options.block_steps)}" if options.block_steps else "no blocks"
+        note = f"running both sides in turns on {self.case.device}, {self.case.dtype}, {blocks}, compared step by step"
+        calls = {
+            side: functools.partial(self._call_runner, side, comparison.traces[side], options, self.case)
+            for side in online.SIDES
+        }
+        try:
+            with progress.phase("online", self.timings, note), self._gpu_peak("online"):
+                self.infos.update(comparison.run(calls))
+        finally:
+            self.timings.update({str(side): round(s, 3) for side, s in comparison.turns.seconds.items()})
+        self.start_pngs("port")
+        return self.compare("port", Mode.FULL)
 
     def run_full(self, options: RunOptions) -> Comparison:
         if self.case.degrees.parallel:
@@ -379,10 +462,13 @@ class Session:
         step = target.step
         assert step is not None  # referee_target picks checks of one step
         blocks = frozenset({step})
+        replay = RunOptions(block_steps=blocks, replay_step=step, replay_block=target.block)
+        for trace in self.traces.values():  # the GPU's memory for the float64 replay, not for records
+            trace.move_to("cpu")
         reference = Trace(Side.REFERENCE, self.case.device)
-        self.run_side(Side.REFERENCE, reference, RunOptions(block_steps=blocks, replay_step=step), "referee_reference")
+        self.run_side(Side.REFERENCE, reference, replay, "referee_reference")
         port = Trace(Side.PORT, self.case.device)
-        forced = RunOptions(block_steps=blocks, replay_step=step, teacher=reference)
+        forced = dataclasses.replace(replay, teacher=reference)
         self.run_side(Side.PORT, port, forced, "referee_port")
         keys = [Key(target.tensor, step, target.block), Key(target.tensor + referee.FP64, step, target.block)]
         found = [trace.get(key) for trace in (reference, port) for key in keys]
@@ -421,6 +507,7 @@ class Session:
                 "block_policy": self.capture.describe(),
                 "block_steps": sorted(self.captured),
                 "block_branch": "conditional",
+                **({"online": self.online.describe()} if self.online is not None else {}),
             },
             referee=referee,
             frames_png=self.pngs_written(),
@@ -456,6 +543,9 @@ def execute(session: Session, mode: Mode) -> Outcomes:
         parallel.check_run(session.case.degrees, mode, session.case.port_ops)
         session.prepare()
         options = session.first_options()
+        if session.runs_online(mode):
+            found.full = session.run_online(options)
+            return found
         session.run_reference(options)
         if session.case.port_ops == "both":
             found.native = session.run_native(options, Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL)
@@ -469,7 +559,7 @@ def execute(session: Session, mode: Mode) -> Outcomes:
         # Not a divergence: a side that could not run (ParityError), or a fault in parity itself,
         # whose traceback is kept in the report directory. Either way the run's verdict is `error`.
         found.error = exc.one_line() if isinstance(exc, ParityError) else session.internal_error(exc)
-        if session.prepared and found.full is None and len(session.traces["port"]):
+        if session.prepared and found.full is None and (len(session.traces["port"]) or session.online):
             found.full = session.compare("port", Mode.FULL, partial=True)
         if session.prepared and found.isolated is None and len(session.traces["isolated"]):
             found.isolated = session.compare("isolated", Mode.ISOLATED, partial=True)
@@ -501,6 +591,7 @@ def run_case(
     referee_mode: str | None = None,
     verbose: bool = False,
     plugin_specs: tuple[str, ...] | list[str] = (),
+    compare_online: bool | None = None,
 ) -> RunReport:
     """Run both sides, compare, judge and write the report into `out_dir`, replacing what was there
     as a whole (parity.report_dir). Never raises ParityError: an error becomes verdict `error` with
@@ -513,6 +604,8 @@ def run_case(
     verbose: the libraries print to the console instead of `libraries.log` in the report.
     plugin_specs: the plugins as given (files or modules, already imported here): the port's rank
     processes (--port-parallel) import them too; `plugins` are the names the report lists.
+    compare_online: compare the full run step by step as it goes (parity.online) or from whole traces;
+    None: step by step when blocks are captured at more steps than the default policy's.
     """
     mode = Mode(mode)
     target = ReportDir(out_dir)
@@ -522,7 +615,7 @@ def run_case(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-png") as png_writer,
             library_output.to_log(staging / library_output.LOG_NAME, verbose),
         ):
-            session = Session(case, staging, capture or BlockCapture(), png_writer, tuple(plugin_specs))
+            session = Session(case, staging, capture or BlockCapture(), png_writer, tuple(plugin_specs), compare_online)
             found = execute(session, mode)
             main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
             main = found.isolated if main_mode is Mode.ISOLATED else found.full

@@ -116,6 +116,31 @@ def one_rank_policy(dtype: str, device: str = "cpu") -> Policy:
     )
 
 
+# Block outputs follow depth. Between the libraries a block's error is what earlier blocks hand it plus
+# its own, so it grows along the DiT: measured on an H200 in bf16, the worst clean block error was 0.010
+# at 12 blocks (flux-wide) and 0.046 at 57 (Flux at its real depth, 10 steps): linear in depth, 4.6x
+# for 4.75x the blocks. The block limits were calibrated on DiTs up to CALIBRATED_DEPTH blocks deep;
+# deeper, a block's default limit (rel_l2 and atol) grows in proportion to its depth (`at_depth`), so it
+# keeps its margin over clean errors at every depth, and never exceeds the limit of the DiT output the
+# blocks feed (a last block's error reaches noise_pred about unchanged: 0.046 -> 0.052 measured). Only
+# the defaults follow depth: an override (pyproject, case file) is the limit the user asked for.
+CALIBRATED_DEPTH = 12
+
+
+def at_depth(block: Tolerance, output: Tolerance, depth: int) -> Tolerance:
+    """The default block tolerance for a block output `depth` blocks into the DiT (see above); `output`:
+    the DiT output's tolerance, the ceiling."""
+    factor = depth / CALIBRATED_DEPTH
+    if factor <= 1 or block.exact or block.text is not None:
+        return block
+    atol = min(block.atol * factor, max(block.atol, output.atol))
+    rel_l2 = None if block.rel_l2 is None else min(block.rel_l2 * factor, max(block.rel_l2, output.rel_l2 or 0.0))
+    if atol == block.atol and rel_l2 == block.rel_l2:
+        return block
+    source = f"{block.source} at block depth {depth} (x{factor:.3g} over depth {CALIBRATED_DEPTH}, at most dit_output)"
+    return dataclasses.replace(block, atol=atol, rel_l2=rel_l2, source=source)
+
+
 # Decoded frames against the reference, on 8-bit values (parity.frames): the lowest SSIM and PSNR
 # and the highest mean absolute difference accepted, per dtype. Calibrated on clean flux-tiny
 # (README "Noise detection"): fp32 SSIM 0.99999998, PSNR 90.3 dB, mean abs 6e-5; bf16 SSIM 0.99894,
@@ -233,9 +258,13 @@ class Policy:
                 else:
                     self._table[name] = _parse(entry, f"{origin} {name}")
 
-    def for_tensor(self, stage: str, tensor: str) -> Tolerance:
-        base = tensor.split(".")[0]
-        for name in (tensor, base, kind_of(stage, tensor)):
+    def for_tensor(self, stage: str, tensor: str, depth: int | None = None) -> Tolerance:
+        """The tolerance of a canonical tensor; `depth`: a DiT block record's depth (see `at_depth`)."""
+        base, kind = tensor.split(".")[0], kind_of(stage, tensor)
+        for name in (tensor, base, kind):
             if name in self._table:
-                return self._table[name]
-        raise ParityError(f"no tolerance for {tensor!r} (kind {kind_of(stage, tensor)!r})")
+                found = self._table[name]
+                if depth is not None and name == kind == "block_output" and found.source.startswith("default"):
+                    return at_depth(found, self._table["dit_output"], depth)
+                return found
+        raise ParityError(f"no tolerance for {tensor!r} (kind {kind!r})")

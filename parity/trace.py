@@ -99,6 +99,12 @@ class Trace:
         self._records.append(record)
         self._last[record.key] = record
 
+    def move_to(self, device: str) -> None:
+        """Every record's tensor to `device`, in place (records kept on a GPU, moved off it)."""
+        for record in self._records:
+            record.value = record.value.to(device)
+        self.device = device
+
     def __iter__(self) -> Iterator[Record]:
         return iter(self._records)
 

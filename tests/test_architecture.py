@@ -13,10 +13,10 @@ LIBRARIES = ("sglang", "diffusers", "transformers")
 # The data flow, bottom up: a module may import its own layer and the layers below, never above.
 LAYERS = [
     {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir", "interrupts"},
-    {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins"},
+    {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins", "hub"},
     {"parallel"},
     {"align", "cases", "case_schema", "noise"},
-    {"compare", "rank_merge"},
+    {"compare", "rank_merge", "online"},
     {"verdict", "hints", "components", "referee", "frames"},
     {"results"},
     {"report"},
@@ -27,7 +27,7 @@ LAYERS = [
 ]
 # Modules that judge recorded tensors: fast to test on synthetic data, so no pipeline library.
 NUMERICS = {"metrics", "tolerance", "compare", "verdict", "noise", "report", "results", "hints", "evidence"}
-NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel"}
+NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel", "online"}
 
 
 def top(module: str) -> str:

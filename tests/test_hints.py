@@ -125,3 +125,46 @@ def test_nan_only_in_the_reference_says_so():
     [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, nan, X))
     assert "NaN/Inf in the reference, first at text_encoding/prompt_embeds" in h["symptom"]
     assert h["likely_cause"].startswith("the reference itself, not the port")
+
+
+def _blocks(errors, step=1, tensor="hidden_states"):
+    """One block output per relative error in `errors`, in order (port = reference + that much noise)."""
+    out = []
+    for index, error in enumerate(errors):
+        noise = torch.randn(X.shape, generator=G)
+        port = X + error * noise * X.norm() / noise.norm()
+        out.append(p(tensor, stages.DENOISING, X, port, step=step, block=f"transformer_blocks.{index}"))
+    return out
+
+
+def _bf16_run(pairs, isolated=None):
+    policy = Policy("bfloat16")  # blocks: rel_l2 <= 0.05
+    checks = compare(list(pairs), policy)
+    return hints.for_causes(decide(checks).causes, checks, isolated)
+
+
+def test_a_step_change_at_one_block_blames_that_block():
+    steps = [p("dit_input", stages.DENOISING, X, X, step=1), p("dit_timestep", stages.DENOISING, X, X, step=1)]
+    [h] = _bf16_run([*steps, *_blocks([0.001, 0.0012, 0.0011, 0.09])])
+    assert "transformer_blocks.3 itself" in h["likely_cause"]
+    assert "first block to differ" in h["symptom"]
+
+
+def test_smooth_growth_across_the_limit_is_drift_and_names_the_conditioning_that_differs():
+    t = torch.tensor([760.0])
+    steps = [
+        p("dit_input", stages.DENOISING, X, X, step=1),
+        p("dit_timestep", stages.DENOISING, t, t + 1.45, step=1),  # within bf16's conditioning tolerance
+    ]
+    growth = [0.01 * 1.25**i for i in range(10)]  # 0.01 -> 0.075, crossing 0.05 at block 8
+    [h] = _bf16_run([*steps, *_blocks(growth)])
+    assert h["at"].endswith("block transformer_blocks.8")
+    assert "grows along the blocks" in h["symptom"] and "itself" not in h["likely_cause"]
+    assert "accumulated drift" in h["likely_cause"]
+    assert "timestep input differs by 1.45 at step 1" in h["likely_cause"]
+    assert "--mode isolated" in h["likely_cause"]
+    # isolated mode, run beside: the block passes on the reference's inputs
+    block8 = p("hidden_states", stages.DENOISING, X, X, step=1, block="transformer_blocks.8")
+    alone = compare([block8], Policy("bfloat16"))
+    [h] = _bf16_run([*steps, *_blocks(growth)], isolated=alone)
+    assert "in isolated mode block transformer_blocks.8 passes" in h["likely_cause"]

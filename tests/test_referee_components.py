@@ -51,3 +51,45 @@ def test_guided_prediction_is_the_cfg_component_only_under_cfg():
     check = compare([Pair(Key("noise_pred", 0), stages.DENOISING, torch.ones(2), torch.ones(2))], Policy("float32"))[0]
     assert components.component_of(check, cfg=True) == "CFG combine"
     assert components.component_of(check, cfg=False) == "DiT"
+
+
+class _Block(torch.nn.Linear):
+    """A DiT block that notes, when it runs, the dtypes of every block's weights."""
+
+    def forward(self, h):
+        self.seen.append([b.weight.dtype for b in self.siblings])
+        return h + torch.tanh(super().forward(h))
+
+
+class _Dit(torch.nn.Module):
+    """A small DiT: an embedder, a list of blocks, an output layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Linear(8, 16)
+        self.blocks = torch.nn.ModuleList(_Block(16, 16) for _ in range(4))
+        self.out = torch.nn.Linear(16, 8)
+        self.seen: list[list[torch.dtype]] = []
+        for block in self.blocks:
+            block.seen, block.siblings = self.seen, list(self.blocks)
+
+    def forward(self, x):
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.out(h)
+
+
+def test_fp64_replay_casts_one_block_at_a_time_and_matches_the_whole_model_in_fp64():
+    from parity.runners.replay import replay_fp64
+
+    dit = _Dit().to(torch.bfloat16)
+    x = torch.randn(3, 8, dtype=torch.bfloat16)
+    whole = _Dit().to(torch.bfloat16).double()(x.double())  # the same seeded weights, all in float64
+    replayed = replay_fp64(dit, (x,), {}, parts=list(dit.blocks))
+    assert replayed.dtype == torch.float64
+    assert torch.equal(replayed, whole)
+    # while a block ran, it alone held float64 weights; afterwards everything is back in bf16
+    assert [dtypes.count(torch.float64) for dtypes in dit.seen] == [1, 1, 1, 1]
+    assert all(p.dtype == torch.bfloat16 for p in dit.parameters())

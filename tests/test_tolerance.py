@@ -281,3 +281,26 @@ def test_zero_is_a_tolerance():
         stages.DECODING, "frames"
     )
     assert (frames.atol, frames.rtol, frames.rel_l2) == (0.0, 0.0, 0.0)
+
+
+def test_block_limits_follow_depth_beyond_the_calibrated_depth_up_to_the_dit_output_limit():
+    policy = Policy("bfloat16", device="cuda")
+    shallow = policy.for_tensor("denoising", "hidden_states", depth=12)
+    assert (shallow.atol, shallow.rel_l2) == (0.075, 0.03)
+    assert policy.for_tensor("denoising", "hidden_states") == shallow  # no depth: the calibrated limit
+    deeper = policy.for_tensor("denoising", "hidden_states", depth=24)
+    assert deeper.rel_l2 == pytest.approx(0.06) and deeper.atol == pytest.approx(0.15)
+    assert "at block depth 24" in deeper.source
+    deepest = policy.for_tensor("denoising", "hidden_states", depth=57)
+    output = policy.for_tensor("denoising", "noise_pred")
+    assert (deepest.rel_l2, deepest.atol) == (output.rel_l2, output.atol)  # never above the DiT output's
+    # fp32: the block limit already equals the output's, so depth changes nothing
+    fp32 = Policy("float32", device="cuda")
+    assert fp32.for_tensor("denoising", "hidden_states", depth=57) == fp32.for_tensor("denoising", "hidden_states")
+
+
+def test_an_override_of_the_block_limit_does_not_follow_depth():
+    policy = Policy("bfloat16", [("case x", {"block_output": {"atol": 0.1, "rtol": 0.05, "rel_l2": 0.03}})])
+    assert policy.for_tensor("denoising", "hidden_states", depth=57).rel_l2 == 0.03
+    named = Policy("bfloat16", [("case x", {"hidden_states": {"atol": 0.1, "rel_l2": 0.03}})])
+    assert named.for_tensor("denoising", "hidden_states", depth=57).rel_l2 == 0.03

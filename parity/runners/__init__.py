@@ -43,7 +43,8 @@ class RunOptions:
 
     block_steps: frozenset[int] = frozenset()  # denoising steps whose DiT blocks are recorded
     teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
-    replay_step: int | None = None  # fp64 referee: replay this step's DiT call and blocks in float64
+    replay_step: int | None = None  # fp64 referee: replay a DiT call or block of this step in float64
+    replay_block: str | None = None  # ... this block (None: the step's DiT call, its conditional branch)
     # CFG-parallel ranks (port): this rank runs CFG branch cfg_rank of every cfg_degree (0: the
     # conditional), so its k-th DiT call in a step is branch k * cfg_degree + cfg_rank.
     cfg_rank: int = 0

@@ -82,7 +82,9 @@ class DenoisingRecorder:
         self.batched = order in ("uncond_cond", "cond_uncond")
         self.cond_index = 0 if order == "cond_uncond" else 1
         self.replay_step = options.replay_step
+        self.replay_block = options.replay_block
         self.replaying = False
+        self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
         self.transformer: Any = None
         self.block_order: list[str] = []
         self.step = 0
@@ -149,10 +151,11 @@ class DenoisingRecorder:
         return args, kwargs
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
-        if self.step == self.replay_step and not self._branch():
+        if self.step == self.replay_step and self.replay_block is None and not self._branch():
             self.replaying = True  # the replay runs the blocks again: their hooks stay quiet
             try:
-                replayed = stack_samples(first_tensor(replay_fp64(self.transformer, args, kwargs)))
+                replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules)
+                replayed = stack_samples(first_tensor(replayed))
             finally:
                 self.replaying = False
             self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed * self.output_scale)
@@ -195,10 +198,12 @@ class DenoisingRecorder:
     def _captures(self) -> bool:
         return self.step in self.block_steps and not self._branch() and not self.replaying
 
-    def _record_block(self, block: str, values: dict[str, Any]) -> None:
+    def _record_block(self, block: str, values: dict[str, Any], depth: int) -> None:
+        """`depth`: how many of the DiT's blocks ran before these values (a block's output: its
+        position + 1; the inputs of a list's first block: its position); the tolerance follows it."""
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
-                self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
+                self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block, depth=depth)
 
     def embedders_hook(
         self,
@@ -209,14 +214,15 @@ class DenoisingRecorder:
     ):
         """Record the inputs of a list's first block as block `record` (`embedders` for the first list)."""
         io = self.block_inputs if io is None else io
+        depth = len(self.block_order)  # the blocks before this list's first
 
         def on_first_block_inputs(args: tuple, kwargs: dict) -> None:
             if self._captures():
                 kwargs = bound_arguments(module, args, kwargs)
                 if joined is not None:
-                    self._record_block(record, self._split(kwargs.get(joined[0]), kwargs.get(joined[1])))
+                    self._record_block(record, self._split(kwargs.get(joined[0]), kwargs.get(joined[1])), depth)
                 else:
-                    self._record_block(record, {out: kwargs.get(arg) for out, arg in io.items()})
+                    self._record_block(record, {out: kwargs.get(arg) for out, arg in io.items()}, depth)
 
         return on_first_block_inputs
 
@@ -234,14 +240,14 @@ class DenoisingRecorder:
                 with torch.no_grad():
                     output = module.forward(*args, **kwargs)
             bound = bound_arguments(module, args, kwargs)
-            self._record_block(block, self._named(output, position, bound))
-            if self.step == self.replay_step:
+            self._record_block(block, self._named(output, position, bound), position + 1)
+            if self.step == self.replay_step and block == self.replay_block:
                 self.replaying = True
                 try:
                     replayed = self._named(replay_fp64(module, args, kwargs), position, bound)
                 finally:
                     self.replaying = False
-                self._record_block(block, {name + FP64: value for name, value in replayed.items()})
+                self._record_block(block, {name + FP64: value for name, value in replayed.items()}, position + 1)
 
         return on_block
 
@@ -308,6 +314,7 @@ class DenoisingRecorder:
                     f"declare the port's path in the {adapter.name!r} adapter (port.block_lists)"
                 ) from None
             for index, block in enumerate(blocks):
+                self.block_modules.append(block)
                 if index == 0 and (first or not self.chained):
                     record = EMBEDDERS if first else f"{path}{stages.BLOCK_INPUT_SUFFIX}"
                     self.input_records[len(self.block_order)] = record
