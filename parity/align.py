@@ -19,7 +19,6 @@ class Pair:
     stage: str
     reference: torch.Tensor | None
     port: torch.Tensor | None
-    depth: int | None = None  # a DiT block record's depth (blocks run before it, itself included)
 
 
 def align(reference: Trace, port: Trace, adapter: FamilyAdapter) -> list[Pair]:
@@ -40,6 +39,5 @@ def align(reference: Trace, port: Trace, adapter: FamilyAdapter) -> list[Pair]:
         seen.add(record.key)
         ref, out = reference.get(record.key), port.get(record.key)
         stage = (ref or out or record).stage  # the last record's, as the tensor compared
-        depth = (ref or out or record).meta.get("depth")
-        pairs.append(Pair(record.key, stage, canonical(ref), canonical(out), depth))
+        pairs.append(Pair(record.key, stage, canonical(ref), canonical(out)))
     return pairs

@@ -139,7 +139,7 @@ def compare_pair(
 ) -> Check:
     """One check; `measured` = (metrics, min passing atol) when `compare` computed them in a batch."""
     key = pair.key
-    tol = policy.for_tensor(pair.stage, key.tensor, pair.depth)
+    tol = policy.for_tensor(pair.stage, key.tensor)
 
     def check(passed: bool, status: Status, message: str, **found: Any) -> Check:
         return Check(
@@ -165,7 +165,7 @@ def compare(pairs: list[Pair], policy: Policy) -> list[Check]:
     both, items = [], []
     for order, pair in enumerate(pairs):
         if pair.reference is not None and pair.port is not None:
-            tol = policy.for_tensor(pair.stage, pair.key.tensor, pair.depth)
+            tol = policy.for_tensor(pair.stage, pair.key.tensor)
             both.append(order)
             items.append((pair.reference, pair.port, 0.0 if tol.exact else tol.rtol))
     measured = dict(zip(both, metrics.compute_batch(items), strict=True))

@@ -12,6 +12,7 @@ _BY_TENSOR = {
     "dit_input": "DiT input glue (latents, timestep, guidance handed to the DiT)",
     "dit_timestep": "DiT input glue (latents, timestep, guidance handed to the DiT)",
     "dit_guidance": "DiT input glue (latents, timestep, guidance handed to the DiT)",
+    "dit_time_embedding_input": "DiT time embedding input (the timestep, guidance it embeds)",
     "noise_pred_cond": "DiT",
     "noise_pred_uncond": "DiT",
     "vae_input": "decode de-normalization (scale, shift, unpack)",

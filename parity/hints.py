@@ -102,7 +102,43 @@ def _denoising(cause: Check, checks: list[Check], isolated: list[Check] | None =
         return {"symptom": "CFG output differs with equal branches", "likely_cause": why}
     if cause.tensor == "dit_timestep":
         return _schedule(cause, checks) | {"symptom": "the DiT's timestep input differs"}
+    if cause.tensor.startswith("dit_time_embedding_input"):
+        return _time_embedding(cause)
     return None
+
+
+def _time_embedding(cause: Check) -> Hint:
+    """The DiT's sinusoidal time embedding receives another number on the two sides."""
+    found = cause.metrics.max_abs if cause.metrics is not None else math.nan
+    symptom = f"the DiTs embed different times: their time embeddings' input differs by {found:.3g}"
+    rounded = {
+        side: dtype
+        for side, other in (("reference", "port"), ("port", "reference"))
+        for dtype in ("bfloat16", "float16")
+        if cause.evidence.get(f"{side}_is_{other}_rounded_to_{dtype}")
+    }
+    if rounded:
+        side, dtype = next(iter(rounded.items()))
+        other = "port" if side == "reference" else "reference"
+        why = (
+            f"the {side} rounds it to {dtype} before embedding it and the {other} does not (Diffusers' Flux casts "
+            f"t to the latents' dtype and its DiT multiplies t/1000 back by 1000 in that dtype): the embedding's "
+            f"highest frequency sees up to {found:.3g} rad of difference. Round it the same way in the port, or "
+            "accept it knowingly with a case tolerance for dit_time_embedding_input"
+        )
+    elif any(cause.evidence.get(f"ulps_{dtype}", math.inf) <= 2 for dtype in ("bfloat16", "float16")):
+        dtype = next(d for d in ("bfloat16", "float16") if cause.evidence.get(f"ulps_{d}", math.inf) <= 2)
+        why = (
+            f"both sides round it to {dtype}, at different points ({cause.evidence[f'ulps_{dtype}']:.3g} {dtype} "
+            "steps apart): e.g. t rounded, then t/1000 rounded again, against t/1000 rounded once. Round it where "
+            "the reference does, or accept it knowingly with a case tolerance for dit_time_embedding_input"
+        )
+    else:
+        why = (
+            "the DiT embeds another number: its scale (t vs t/1000, guidance x1000), the dtype it is cast to "
+            "before the embedding, or which step's t it gets"
+        )
+    return {"symptom": symptom, "likely_cause": why}
 
 
 # A block whose error takes at least this many times the share of its limit the block before took

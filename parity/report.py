@@ -93,6 +93,10 @@ def _md_head(doc: dict[str, Any], out: io.StringIO) -> None:
             f"Reference: `{pipes.get('reference')}` · Port: `{pipes.get('port')}`"
             f" · dtype {case.get('dtype')} · device {case.get('device')}\n\n"
         )
+    ops = doc.get("port_ops") or {}
+    if ops.get("summary"):  # native mode: every SGLang kernel that still ran, beside what was rerouted
+        ran = ": no SGLang kernel ran" if ops["summary"] == "native" else " (SGLang kernels that still ran)"
+        out.write(f"Port ops: {ops['summary']}{ran}; what was rerouted: report.json `port_ops.rerouted`.\n\n")
 
 
 def _md_checks(doc: dict[str, Any], out: io.StringIO) -> None:

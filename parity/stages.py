@@ -26,6 +26,7 @@ _STEP_PHASE = {
     "dit_input": 0,
     "dit_timestep": 0,
     "dit_guidance": 0,
+    "dit_time_embedding_input": 0,
     "noise_pred_cond": 2,
     "noise_pred_uncond": 2,
     "noise_pred": 3,
@@ -44,7 +45,7 @@ def is_block_input(block: str | None) -> bool:
 
 
 def phase_in_step(tensor: str, block: str | None) -> int:
-    return BLOCK_PHASE if block is not None else _STEP_PHASE.get(tensor, BLOCK_PHASE)
+    return BLOCK_PHASE if block is not None else _STEP_PHASE.get(tensor.split(".")[0], BLOCK_PHASE)
 
 
 def execution_key(stage: str, step: int | None, tensor: str, block: str | None, position: int) -> tuple:

@@ -29,9 +29,15 @@ def parity_run(tmp_path, *args, case="flux-tiny"):
     return proc, doc
 
 
+# flux-tiny in bf16 diverges for real (below): the clean bf16 run is the port with its timestep rounded
+# the way Diffusers rounds it, which tests/plugins/confirm_flux_timestep_bf16.py does.
+ROUNDED_TIMESTEP = ("--plugin", str(PLUGINS / "confirm_flux_timestep_bf16.py"))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, dtype):
-    proc, doc = parity_run(tmp_path, "--dtype", dtype, "--mode", "both")
+    rounded = ROUNDED_TIMESTEP if dtype == "bfloat16" else ()
+    proc, doc = parity_run(tmp_path, "--dtype", dtype, "--mode", "both", *rounded)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert doc["verdict"] == "pass" and doc["first_divergence"] is None
     assert doc["isolated"]["verdict"] == "pass"
@@ -65,6 +71,7 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
         ("decoding", "frames_noise", None, None),
     }
     per_step = ("dit_input", "dit_timestep", "dit_guidance", "noise_pred", "latents")
+    per_step += ("dit_time_embedding_input.0", "dit_time_embedding_input.1")  # the timestep, the guidance
     expected |= {("denoising", t, s, None) for t in per_step for s in range(steps)}
     blocks = (
         ["embedders"]
@@ -83,6 +90,21 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
     assert (tmp_path / "report" / "port.png").is_file() and (tmp_path / "report" / "reference.png").is_file()
     order = [c["step"] if c["step"] is not None else -1 for c in doc["checks"] if c["stage"] == "denoising"]
     assert order == sorted(order)  # checks are listed in execution order
+
+
+@pytest.mark.parametrize("policy", ["default", "all"])
+def test_bf16_flux_embeds_another_timestep_whatever_the_capture_policy(tmp_path, policy):
+    """Diffusers' Flux rounds t to bf16 before embedding it, SGLang's does not: the first divergence is
+    the DiT's time embedding input at the first step whose t is not a bf16 number (step 1; t = 1000 is),
+    with every block of every step captured or not; the confirming plugin turns it green (above)."""
+    proc, doc = parity_run(tmp_path, "--dtype", "bfloat16", "--block-steps", policy)
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    where = {"stage": "denoising", "tensor": "dit_time_embedding_input.0", "step": 1, "block": None}
+    assert doc["first_divergence"] == where
+    [hint] = [h for h in doc["hints"] if "time_embedding" in h["at"]]
+    assert "the reference rounds it to bfloat16" in hint["likely_cause"]
+    guidance = [c for c in doc["checks"] if c["tensor"] == "dit_time_embedding_input.1"]
+    assert guidance and all(c["passed"] for c in guidance)  # both embed 3504 for guidance 3.5
 
 
 def test_cfg_case_compares_negative_embeddings_and_both_branches(tmp_path):
@@ -143,7 +165,8 @@ BF16_FAULTS = [FAULTS[i] for i in (0, 1, 2, 3, 8)]
 
 @pytest.mark.parametrize(("plugin", "case", "where", "hint"), BF16_FAULTS, ids=[f[0] for f in BF16_FAULTS])
 def test_fault_is_caught_in_bf16_too(tmp_path, plugin, case, where, hint):
-    proc, doc = parity_run(tmp_path, "--dtype", "bfloat16", "--plugin", str(PLUGINS / plugin), case=case)
+    plugins = (*ROUNDED_TIMESTEP, "--plugin", str(PLUGINS / plugin))  # the fault is then the only divergence
+    proc, doc = parity_run(tmp_path, "--dtype", "bfloat16", *plugins, case=case)
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert doc["first_divergence"] == dict(zip(("stage", "tensor", "step", "block"), where, strict=True))
 
@@ -164,9 +187,8 @@ def test_isolated_mode_blames_only_the_broken_component(tmp_path, plugin, failin
 
 
 def test_fp64_referee_passes_bf16_noise_and_keeps_a_real_fault(tmp_path):
-    proc, doc = parity_run(
-        tmp_path, "--referee", "fp64", case=str(Path(__file__).parent / "cases" / "flux-tiny-tight-bf16.toml")
-    )
+    tight = str(Path(__file__).parent / "cases" / "flux-tiny-tight-bf16.toml")
+    proc, doc = parity_run(tmp_path, "--referee", "fp64", *ROUNDED_TIMESTEP, case=tight)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     judged = doc["referee"]
     assert judged["equivalent"] and judged["tensor"] == "noise_pred" and judged["step"] == 0

@@ -217,6 +217,10 @@ class FamilyAdapter:
         (`block_inputs` does not apply to that list). FLUX.2's single-stream blocks return one tensor,
         the joint text + image stream, taken in as `hidden_states`.
     video: True when frames carry a time axis (B, C, T, H, W); images are (B, C, H, W).
+    time_embedding_inputs: True to record what the DiT's sinusoidal time embeddings receive, per call
+        within a DiT call (`dit_time_embedding_input.<k>`): modules of a class named `Timesteps`
+        (Diffusers' and SGLang's subclass of it), called in the same order on both sides (Flux: the
+        timestep, then the guidance). The value a DiT is conditioned on, in the same units on both sides.
     dit_guidance: False when the DiT has no embedded-guidance input, so `dit_guidance` is not
         recorded even if a side passes one that the DiT ignores (SGLang hands Wan's DiT its
         embedded_cfg_scale, which Wan's forward never reads).
@@ -255,6 +259,7 @@ class FamilyAdapter:
     block_list_outputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     video: bool = False
     dit_guidance: bool = True
+    time_embedding_inputs: bool = False
     block_inputs: tuple[str, ...] | None = None
     block_lists_chained: bool = True
     call_inputs: tuple[tuple[str, object], ...] = ()

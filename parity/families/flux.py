@@ -62,4 +62,6 @@ FLUX = FluxAdapter(
     latent_layout="packed",
     block_lists=("transformer_blocks", "single_transformer_blocks"),
     block_outputs=("encoder_hidden_states", "hidden_states"),
+    # Both libraries' Flux embed timestep then guidance through a diffusers `Timesteps` (SGLang's subclasses it).
+    time_embedding_inputs=True,
 )

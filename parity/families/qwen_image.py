@@ -40,4 +40,6 @@ QWEN_IMAGE = FluxAdapter(
     latent_layout="packed",
     block_lists=("transformer_blocks",),
     block_outputs=("encoder_hidden_states", "hidden_states"),
+    # Both DiTs embed the timestep through diffusers' `Timesteps` (scale 1000: it receives t / 1000).
+    time_embedding_inputs=True,
 )

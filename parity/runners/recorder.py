@@ -85,6 +85,7 @@ class DenoisingRecorder:
         self.replay_block = options.replay_block
         self.replaying = False
         self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
+        self.embeddings_this_call = 0  # calls of the DiT's time embeddings within its current call
         self.transformer: Any = None
         self.block_order: list[str] = []
         self.step = 0
@@ -127,6 +128,7 @@ class DenoisingRecorder:
         # again, but with a teacher fed the reference's too, as the first call (a port may recompute them
         # after the points the teacher replaced: Helios' pyramid re-noises between stages).
         record = not self.calls_this_step
+        self.embeddings_this_call = 0
         if not record and self.teacher is None:
             return None
         latents_name, timestep_name, guidance_name = self.dit_arguments
@@ -149,6 +151,16 @@ class DenoisingRecorder:
                     value = ((reference - offset) / scale).to(value.dtype)
                     args, kwargs = self._replace_dit_argument(args, kwargs, key, value)
         return args, kwargs
+
+    def on_time_embedding(self, args: tuple, kwargs: dict) -> None:
+        """What a sinusoidal time embedding of the DiT receives (FamilyAdapter.time_embedding_inputs),
+        on the step's first DiT call: the k-th such call as `dit_time_embedding_input.<k>`. Never
+        teacher-forced: given the reference's timestep, the port's DiT must embed the same number."""
+        index, self.embeddings_this_call = self.embeddings_this_call, self.embeddings_this_call + 1
+        value = args[0] if args else kwargs.get("timesteps")
+        if self.calls_this_step or self.replaying or not isinstance(value, torch.Tensor):
+            return
+        self._add(f"dit_time_embedding_input.{index}", value.double(), layout="canonical")
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
         if self.step == self.replay_step and self.replay_block is None and not self._branch():
@@ -198,12 +210,10 @@ class DenoisingRecorder:
     def _captures(self) -> bool:
         return self.step in self.block_steps and not self._branch() and not self.replaying
 
-    def _record_block(self, block: str, values: dict[str, Any], depth: int) -> None:
-        """`depth`: how many of the DiT's blocks ran before these values (a block's output: its
-        position + 1; the inputs of a list's first block: its position); the tolerance follows it."""
+    def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
-                self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block, depth=depth)
+                self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
 
     def embedders_hook(
         self,
@@ -214,15 +224,14 @@ class DenoisingRecorder:
     ):
         """Record the inputs of a list's first block as block `record` (`embedders` for the first list)."""
         io = self.block_inputs if io is None else io
-        depth = len(self.block_order)  # the blocks before this list's first
 
         def on_first_block_inputs(args: tuple, kwargs: dict) -> None:
             if self._captures():
                 kwargs = bound_arguments(module, args, kwargs)
                 if joined is not None:
-                    self._record_block(record, self._split(kwargs.get(joined[0]), kwargs.get(joined[1])), depth)
+                    self._record_block(record, self._split(kwargs.get(joined[0]), kwargs.get(joined[1])))
                 else:
-                    self._record_block(record, {out: kwargs.get(arg) for out, arg in io.items()}, depth)
+                    self._record_block(record, {out: kwargs.get(arg) for out, arg in io.items()})
 
         return on_first_block_inputs
 
@@ -240,14 +249,14 @@ class DenoisingRecorder:
                 with torch.no_grad():
                     output = module.forward(*args, **kwargs)
             bound = bound_arguments(module, args, kwargs)
-            self._record_block(block, self._named(output, position, bound), position + 1)
+            self._record_block(block, self._named(output, position, bound))
             if self.step == self.replay_step and block == self.replay_block:
                 self.replaying = True
                 try:
                     replayed = self._named(replay_fp64(module, args, kwargs), position, bound)
                 finally:
                     self.replaying = False
-                self._record_block(block, {name + FP64: value for name, value in replayed.items()}, position + 1)
+                self._record_block(block, {name + FP64: value for name, value in replayed.items()})
 
         return on_block
 
@@ -296,6 +305,10 @@ class DenoisingRecorder:
         self.transformer = transformer
         taps.forward_pre_hook(transformer, self.on_dit_inputs)
         taps.forward_hook(transformer, self.on_dit)
+        if adapter.time_embedding_inputs:
+            for module in transformer.modules():
+                if any(cls.__name__ == "Timesteps" for cls in type(module).__mro__):
+                    taps.forward_pre_hook(module, self.on_time_embedding)
         first = True
         self.dit_positions = {
             p.name: i

@@ -250,6 +250,8 @@ def request(loaded: Loaded, model_dir: Path, case: Case, adapter: FamilyAdapter)
     from sglang.multimodal_gen.runtime.entrypoints.utils import prepare_request
 
     library = {"negative_prompt": None, "seed": case.seed, "generator_device": "cpu"}
+    if loaded.ops_mode == "native":  # SGLang's reference path: no request-gated ("lossless") fast path
+        library |= port_ops.NATIVE_REQUEST
     inputs = pipeline_inputs(case, adapter, Side.PORT, library, _image_path)
     for name in adapter.port.config_inputs:  # set in the pipeline config when it was built
         inputs.pop(name, None)
@@ -265,7 +267,12 @@ def _image_path(spec: str, size: int | None, mode: str) -> str:
 
 def forward(loaded: Loaded, req: Any) -> Any:
     native = loaded.ops_mode == "native"
-    with torch.no_grad(), port_ops.native_custom_ops(native), port_ops.native_kernel_functions(native) as kernels:
+    modules = loaded.pipe.modules.values()
+    with (
+        torch.no_grad(),
+        port_ops.native_custom_ops(native),
+        port_ops.native_kernel_functions(native, modules) as kernels,
+    ):
         output = loaded.pipe.forward(req, loaded.server_args)
     return output, kernels
 
@@ -346,6 +353,8 @@ class SGLangRunner:
             if loaded.ops_mode == "native"
             else [],
         }
+        if loaded.ops_mode == "native":  # every SGLang kernel that still ran, and the one-line verdict on it
+            run_info.port_ops |= {"kernels_ran": kernels.ran, "summary": kernels.summary}
         frames = getattr(output, "output", None)
         if frames is None:
             error = getattr(output, "error", None)
