@@ -128,11 +128,16 @@ def main() -> int:
         overhead.main(cases.resolve(args.case), args.steps, 1, out=reports)
     finally:
         (args.out / "profiles.json").write_text(json.dumps(profiles))
-        with tarfile.open(args.out / "reports.tar.gz", "w:gz") as tar:
-            for report in sorted(reports.glob("*/report.*")):
-                if report.suffix in (".json", ".md"):
-                    tar.add(report, arcname=f"{report.parent.name}/{report.name}")
+        pack(reports, args.out / "reports.tar.gz")
     return 0
+
+
+def pack(reports: Path, tar_path: Path) -> None:
+    """Each report's report.json and report.md in one archive (a GPU machine hands back few files)."""
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for report in sorted(reports.glob("*/report.*")):
+            if report.suffix in (".json", ".md"):
+                tar.add(report, arcname=f"{report.parent.name}/{report.name}")
 
 
 if __name__ == "__main__":

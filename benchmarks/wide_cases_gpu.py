@@ -15,11 +15,12 @@ import dataclasses
 import json
 import math
 import sys
-import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from flux_full_gpu import pack  # noqa: E402  (beside this script)
 
 from parity import cases, overhead  # noqa: E402
 from parity.runners import native_twins  # noqa: E402
@@ -92,10 +93,7 @@ def main() -> int:
             print(f"[wide] {name}: {json.dumps(summary[name], default=str)[:3000]}", flush=True)
     finally:
         (args.out / "cases.json").write_text(json.dumps(summary, indent=1, default=str))
-        with tarfile.open(args.out / "wide-reports.tar.gz", "w:gz") as tar:
-            for report in sorted(reports.glob("*/report.*")):
-                if report.suffix in (".json", ".md"):
-                    tar.add(report, arcname=f"{report.parent.name}/{report.name}")
+        pack(reports, args.out / "wide-reports.tar.gz")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Command line: `parity run`, `parity list`, `parity noise`. Exit codes: 0 pass, 1 fail, 2 error
+"""Command line: `parity run`, `parity list`, `parity noise`, `parity compare`. Exit codes: 0 pass, 1 fail, 2 error
 (bad input, setup, or a side that could not run), 130 interrupted.
 
 Inputs are checked before torch, diffusers or sglang is imported (the case schema, --out), so a
@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from parity import cases, interrupts, parallel, plugins, progress, report_dir
+from parity import cases, interrupts, junit, parallel, plugins, progress, report_dir
 from parity.capture import BlockCapture
 from parity.errors import ParityError
 from parity.vocab import Mode
@@ -40,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--family", help="family adapter (default: detected from model_index.json; see `parity list`)")
     run.add_argument(
         "--out", type=Path, help="report directory (default: reports/<case>-<dtype>, a hub id's '/' written '--')"
+    )
+    run.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write a JUnit XML file with one testcase for this run (parity.<case>, <dtype>-<mode>): "
+        "a failure's message is the first divergence, its text the hints; an error run is an <error>",
     )
     run.add_argument(
         "--revision",
@@ -102,6 +110,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the verdict")
     sub.add_parser("list", help="list the bundled cases")
+    compare_cmd = sub.add_parser(
+        "compare",
+        help="what changed between two report directories (exit 1 if B has a failure that A did not)",
+        description="Compare the checks of two report directories (before and after a fix, kernels vs native, "
+        "CPU vs GPU, an SGLang upgrade): the verdicts, the run parameters that differ, and per stage the checks "
+        "whose status changed or whose rel_l2 or max_abs moved by more than --factor either way. Exit 0 when B "
+        "has no failure that A did not, 1 when it has, 2 on bad input.",
+    )
+    compare_cmd.add_argument("a", type=Path, help="report A (the baseline): a report directory or its report.json")
+    compare_cmd.add_argument("b", type=Path, help="report B (the new run)")
+    compare_cmd.add_argument(
+        "--factor",
+        type=float,
+        default=2.0,
+        help="a passing check whose rel_l2 or max_abs moved by more than this factor either way is listed "
+        "(default 2; from or to 0 always counts)",
+    )
+    compare_cmd.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="checks shown per stage (default 10; 0: all)"
+    )
+    compare_cmd.add_argument("--json", action="store_true", help="print the comparison as JSON instead")
     noise_cmd = sub.add_parser(
         "noise",
         help="does an image (PNG/JPEG) or a .npy frame array look like noise? (exit 1 if so)",
@@ -181,6 +210,25 @@ def _noise(files: list[Path], value_range: str | None = None) -> int:
     return 2 if errors else 1 if flagged else 0
 
 
+def _compare(a: Path, b: Path, factor: float, limit: int, as_json: bool) -> int:
+    """`parity compare A B`: 0 when B has no failure that A did not, 1 when it has, 2 (one line) when
+    either is not a report this parity reads (parity.reports)."""
+    import json
+
+    from parity import reports  # pandas: imported only for this command
+
+    try:
+        comparison = reports.compare(a, b, factor)
+    except ParityError as exc:  # nothing ran: no "stopped" progress line, only the error
+        print(f"parity: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    if as_json:
+        print(json.dumps(comparison.as_json(), indent=2, allow_nan=False))
+    else:
+        print("\n".join(comparison.lines(limit)))
+    return comparison.exit_code
+
+
 def _run(args: argparse.Namespace) -> int:
     capture = BlockCapture.parse(args.block_steps)
     case = cases.resolve(args.target, family=args.family).with_overrides(
@@ -200,6 +248,8 @@ def _run(args: argparse.Namespace) -> int:
     # A hub id's '/' would nest the report one level down: written '--' as the Hugging Face cache does.
     out = args.out or Path("reports") / f"{case.name.replace('/', '--')}-{case.dtype}"
     report_dir.check(out)  # before any model work: a bad --out is found in a second
+    if args.junit is not None:
+        junit.check(args.junit)  # so is a bad --junit
     progress.quiet = args.quiet
     loaded = plugins.load_all(args.plugin)
     from parity import families  # imports torch: only once the inputs are known to be good
@@ -207,11 +257,15 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.family:
         families.get(args.family)  # fail early on a typo (a plugin may have registered it)
+    t0 = time.perf_counter()
     report = run_case(
         case, out, loaded, capture, args.mode, args.referee, verbose=args.verbose, plugin_specs=args.plugin
     )
     for line in console_lines(report, out):
         print(line)
+    if args.junit is not None:  # on a fail or an error too: the run's report exists
+        run = junit.run_from_doc(report.as_json(), str(out / "report.md"), time.perf_counter() - t0)
+        junit.write(args.junit, "parity", [junit.testcase(run)])
     if report.verdict.error:
         print(f"parity: error: {report.verdict.error}", file=sys.stderr)
     return report.verdict.exit_code
@@ -275,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if args.command == "noise":
             return _noise(args.files, args.range)
+        if args.command == "compare":
+            return _compare(args.a, args.b, args.factor, args.limit, args.json)
         with interrupts.deferred():  # Ctrl-C at safe points only: never inside a library's import
             return _run(args)
     except ParityError as exc:

@@ -7,7 +7,8 @@ not say `default = false`, and the multi-rank runs its `parallel` list names (th
 fp32, full mode; the one-rank comparison must pass as well); `--all` adds the other cases and the
 `parallel_all` runs. A run that fails when it is expected to pass, passes when it is marked as an
 expected failure, or errors, fails the suite. Writes reports/<case>-<dtype>[-<degrees>]/ for each
-run and reports/summary.md.
+run, reports/summary.md, and reports/junit.xml (one testcase per run, one skipped testcase per
+case it skips; parity.junit).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
 
-from parity import cases
+from parity import cases, junit
 from parity.files import write_atomic
 from parity.vocab import Mode
 
@@ -38,10 +41,17 @@ def run_one(case: cases.Case, dtype: str, out: Path, mode: str, degrees: str | N
     found_at = f"{first.get('stage')}/{first.get('tensor')}" if first else None
     pinned = case.expected_divergence_for(dtype)
     ok = verdict == case.expected_for(dtype) and (pinned is None or found_at == pinned)
+    miss = None
     if degrees is not None:  # the ranks against the reference as at one rank, and against the one-rank port
-        ok = ok and (doc.get("parallel") or {}).get("vs_one_rank", {}).get("verdict") == "pass"
+        one_rank = (doc.get("parallel") or {}).get("vs_one_rank", {})
+        ok = ok and one_rank.get("verdict") == "pass"
+        where = junit.where(one_rank.get("first_divergence"))
+        miss = f"the ranks against the port at one rank: {one_rank.get('verdict', 'not compared')}" + (
+            f", first divergence: {where}" if where else ""
+        )
     if not ok:
         sys.stderr.write(proc.stderr[-4000:])
+    line = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else proc.stderr.strip()[-300:]
     return {
         "case": case.name + (f" @ {degrees}" if degrees else ""),
         "dtype": dtype,
@@ -50,8 +60,50 @@ def run_one(case: cases.Case, dtype: str, out: Path, mode: str, degrees: str | N
         "ok": ok,
         "first_divergence": doc.get("first_divergence"),
         "seconds": round(seconds, 1),
-        "line": proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else proc.stderr.strip()[-300:],
+        "line": line,
+        # for reports/junit.xml (junit_testcases)
+        "name": case.name,
+        "mode": mode,
+        "degrees": degrees,
+        "expected_verdict": case.expected_for(dtype),
+        "pinned": pinned,
+        "reason": case.reason,
+        "miss": miss,
+        "message": junit.first_message(doc),
+        "hints": doc.get("hints") or [],
+        "error": doc.get("error") or (None if doc else line),
+        "report": str(out / "report.md"),
     }
+
+
+def junit_testcases(rows: list[dict[str, Any]], skipped: list[dict[str, str]]) -> list[Element]:
+    """reports/junit.xml's testcases: one per row (a run; failed or errored exactly when the row is
+    not `ok`), then one skipped testcase per skipped case."""
+    found = []
+    for row in rows:
+        expected = junit.Expectation(
+            verdict=row["expected_verdict"], met=row["ok"], at=row["pinned"], reason=row["reason"], miss=row["miss"]
+        )
+        run = junit.Run(
+            case=row["name"],
+            dtype=row["dtype"],
+            mode=row["mode"],
+            degrees=row["degrees"],
+            verdict=row["verdict"],
+            first=row["first_divergence"],
+            message=row["message"],
+            hints=tuple(row["hints"]),
+            error=row["error"],
+            report=row["report"],
+            seconds=row["seconds"],
+            expected=expected,
+        )
+        found.append(junit.testcase(run))
+    return found + [junit.skipped(s["case"], s["name"], s["why"]) for s in skipped]
+
+
+def write_junit(path: Path, rows: list[dict[str, Any]], skipped: list[dict[str, str]]) -> None:
+    junit.write(path, "parity.suite", junit_testcases(rows, skipped))
 
 
 def plan(case: cases.Case, dtypes: list[str], cuda: bool, everything: bool = False) -> tuple[list[str], str | None]:
@@ -89,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every case and multi-rank run, not only the default set")
     args = parser.parse_args(argv)
     rows = []
-    skipped = []
+    skipped: list[dict[str, str]] = []
     for case in cases.bundled().values():
         dtypes, why_not = plan(case, args.dtype or list(cases.DTYPES), _cuda_available(), args.all)
         if why_not:
-            skipped.append(f"{case.name} ({why_not})")
+            mode = Mode.FULL.value if case.degrees.parallel else args.mode
+            skipped.append({"case": case.name, "name": junit.testcase_name(case.dtype, mode), "why": why_not})
             print(f"== {case.name}: skipped ({why_not})", flush=True)
             continue
         runs: list[tuple[str, str, str | None]] = [
@@ -116,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         fd = r["first_divergence"]
         where = "" if not fd else ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
         lines.append(f"| {r['case']} | {r['dtype']} | {r['verdict']} | {r['expected']} | {where} | {r['seconds']} |")
-    table = "\n".join(lines) + "\n" + "".join(f"\nskipped: {s}" for s in skipped)
+    table = "\n".join(lines) + "\n" + "".join(f"\nskipped: {s['case']} ({s['why']})" for s in skipped)
     write_atomic(args.reports / "summary.md", "# Bundled cases\n\n" + table)
+    write_junit(args.reports / "junit.xml", rows, skipped)
     print("\n" + table)
     bad = [r for r in rows if not r["ok"]]
     if bad:

@@ -19,7 +19,7 @@ LAYERS = [
     {"compare", "rank_merge", "online"},
     {"verdict", "hints", "components", "referee", "frames"},
     {"results"},
-    {"report"},
+    {"report", "junit", "reports"},
     {"families", "fixture_cache", "inputs", "taps"},
     {"runners"},
     {"session"},
@@ -28,6 +28,7 @@ LAYERS = [
 # Modules that judge recorded tensors: fast to test on synthetic data, so no pipeline library.
 NUMERICS = {"metrics", "tolerance", "compare", "verdict", "noise", "report", "results", "hints", "evidence"}
 NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel", "online"}
+NUMERICS |= {"junit", "reports"}
 
 
 def top(module: str) -> str:
