@@ -35,7 +35,7 @@ _KERNELS_PACKAGE = "sglang.kernels.ops.diffusion."
 
 def default_mode(device: str) -> str:
     """What runs on this machine: SGLang's CPU kernels need sgl_kernel, which needs libcuda; on a
-    GPU its kernels need the real sgl_kernel, not a stand-in (the device kit carries a stub)."""
+    GPU its kernels need the real sgl_kernel, not a stand-in (a placeholder package some images carry)."""
     return "kernels" if device == "cuda" and kernels_available() else "native"
 
 
@@ -44,7 +44,7 @@ def kernels_available() -> bool:
         import sgl_kernel
     except Exception:  # sgl_kernel raises OSError, ImportError, ... where it cannot load
         return False
-    return getattr(sgl_kernel, "__version__", "0.0.0") != "0.0.0"  # the device kit's stub says 0.0.0
+    return getattr(sgl_kernel, "__version__", "0.0.0") != "0.0.0"  # a placeholder package says 0.0.0
 
 
 def check_mode_runs(mode: str) -> None:

@@ -73,10 +73,11 @@ def _init_distributed(server_args: Any) -> None:
     )
 
     if server_args.num_gpus == 1:
-        for key, value in dict(
+        # Always a fresh port: a MASTER_PORT inherited from a parent that ran SGLang in-process (a test
+        # session, a notebook) names the port that parent's store still listens on (EADDRINUSE here).
+        os.environ.update(
             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
-        ).items():
-            os.environ.setdefault(key, value)
+        )
     maybe_init_distributed_environment_and_model_parallel(
         tp_size=server_args.tp_size,
         sp_size=server_args.sp_degree,
