@@ -4,9 +4,11 @@ under the common umask 022), not the 0600 of a temporary file."""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # Read once, at import (single-threaded): os.umask can only be read by setting it.
 _UMASK = os.umask(0o022)
@@ -30,3 +32,19 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_safe(value: Any) -> Any:
+    """What report.json holds: JSON has no NaN/Infinity, so NaN becomes null and infinities the strings
+    "inf" / "-inf", through dicts, lists and tuples."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

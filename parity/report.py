@@ -10,23 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from parity.files import write_atomic
+from parity.files import json_safe, write_atomic
 from parity.results import RunReport
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN/Infinity: NaN becomes null, infinities the strings "inf" / "-inf"."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def checks_table(rows: list[dict]) -> pd.DataFrame:
@@ -207,7 +192,7 @@ def to_json(doc: dict[str, Any]) -> str:
 
 def write(out_dir: Path, report: RunReport) -> dict:
     """report.json, report.md and checks.csv of one run; returns report.json's document."""
-    doc = _json_safe(report.as_json())
+    doc = json_safe(report.as_json())
     out_dir = Path(out_dir)
     write_atomic(out_dir / "report.json", to_json(doc))
     write_atomic(out_dir / "report.md", markdown(doc))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from parity import stages
 from parity.errors import ParityError
+from parity.files import json_safe
 
 # The report.json schema versions this module reads (parity.results.SCHEMA_VERSION writes the newest;
 # a test holds the two together: parity.results imports torch, this module must not).
@@ -401,7 +402,7 @@ class Comparison:
             "exit_code": self.exit_code,
             "stages": {stage: [c.as_json() for c in changes] for stage, changes in self.by_stage.items()},
         }
-        return _json_safe(doc)
+        return json_safe(doc)
 
     def lines(self, limit: int = 10) -> list[str]:
         """What `parity compare` prints: both verdicts, what differs in how they ran, then per stage
@@ -642,17 +643,3 @@ def _stage_lines(changes: list[Change]) -> list[str]:
             lines.append(" " * (4 + widths[0]) + change.message_b)
     return lines
 
-
-def _json_safe(value: Any) -> Any:
-    """As report.json: NaN null, infinities "inf" / "-inf"."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import parity
-from parity import report, reports, stages
+from parity import files, report, reports, stages
 from parity.cli import main
 from parity.results import SCHEMA_VERSION
 
@@ -102,7 +102,7 @@ def document(checks, **case):
 def write(directory: Path, doc: dict) -> Path:
     """A report directory holding `doc` as parity writes report.json (NaN null, infinities "inf")."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(report.to_json(report._json_safe(doc)))
+    (directory / "report.json").write_text(report.to_json(files.json_safe(doc)))
     return directory
 
 
@@ -435,7 +435,7 @@ rows = st.lists(
 
 def frame(checks) -> pd.DataFrame:
     """The checks through report.json's text and back, as `parity compare` reads them."""
-    return reports.checks_frame(json.loads(report.to_json(report._json_safe(document(checks)))))
+    return reports.checks_frame(json.loads(report.to_json(files.json_safe(document(checks)))))
 
 
 @settings(max_examples=60, deadline=None)

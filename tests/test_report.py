@@ -40,7 +40,7 @@ def test_report_files_are_valid_and_agree(tmp_path):
 
 
 def test_json_safe_replaces_nonfinite():
-    assert report._json_safe({"a": [math.nan, math.inf, -math.inf, 1.5]}) == {"a": [None, "inf", "-inf", 1.5]}
+    assert files.json_safe({"a": [math.nan, math.inf, -math.inf, 1.5]}) == {"a": [None, "inf", "-inf", 1.5]}
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
