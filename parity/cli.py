@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING
 from parity import cases, interrupts, junit, parallel, plugins, progress, report_dir
 from parity.capture import BlockCapture
 from parity.errors import ParityError
-from parity.vocab import Mode
+from parity.vocab import EXIT_CODES, Mode, Outcome
 
 if TYPE_CHECKING:
     from parity.results import RunReport
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+EXIT_CODE_HELP = f"""exit codes:
+  {EXIT_CODES[Outcome.PASS]}    pass: every check within its tolerance
+  {EXIT_CODES[Outcome.FAIL]}    fail: the port diverges (report.json names the first divergence)
+  {EXIT_CODES[Outcome.ERROR]}    error: bad input, setup, or a side that could not run (what ran is still reported)
+  {EXIT_INTERRUPTED}  interrupted by Ctrl-C"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare a Diffusers pipeline with its SGLang port, stage by stage.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one case and write a report")
+    run = sub.add_parser(
+        "run",
+        help="run one case and write a report",
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "target",
         help="a bundled case name (see `parity list`), a case file, a model directory, or a Hugging Face hub id "
@@ -54,13 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="REV",
         help="with a hub id: the branch, tag or commit hash to run (default: main); the report records the commit",
     )
-    run.add_argument("--steps", type=int)
-    run.add_argument("--height", type=int)
-    run.add_argument("--width", type=int)
-    run.add_argument("--seed", type=int)
-    run.add_argument("--prompt")
-    run.add_argument("--dtype", choices=cases.DTYPES)
-    run.add_argument("--device", choices=cases.DEVICES)
+    run.add_argument("--steps", type=int, help="denoising steps (default: the case's)")
+    run.add_argument("--height", type=int, help="image height in pixels (default: the case's)")
+    run.add_argument("--width", type=int, help="image width in pixels (default: the case's)")
+    run.add_argument("--seed", type=int, help="seed of the initial noise, drawn on the CPU for both sides")
+    run.add_argument("--prompt", help="the prompt (default: the case's)")
+    run.add_argument("--dtype", choices=cases.DTYPES, help="both pipelines' dtype (default: the case's)")
+    run.add_argument(
+        "--device", choices=cases.DEVICES, help="where both pipelines run and records are compared (default: cpu)"
+    )
     run.add_argument(
         "--port-ops",
         choices=cases.PORT_OPS,

@@ -74,3 +74,14 @@ def test_list_shows_bundled_cases(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in cases.bundled())
     assert "flux-tiny" in out
+
+
+def test_run_help_explains_every_option_and_lists_the_exit_codes():
+    from parity.cli import _parser
+
+    run = _parser()._subparsers._group_actions[0].choices["run"]
+    for action in run._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no help text"
+    text = run.format_help()
+    for line in ("0    pass", "1    fail", "2    error", "130  interrupted"):
+        assert line in text
