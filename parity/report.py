@@ -29,12 +29,52 @@ def _fmt(value: Any) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """report.md: the verdict and its hints first, then every check, the causes, the decoded frames,
-    the isolated components and the notes."""
+    """report.md: the verdict and its hints first, the run's parameters, a summary per stage, then
+    every check, the causes, the decoded frames, the isolated components and the notes."""
     out = io.StringIO()
-    for section in (_md_head, _md_checks, _md_causes, _md_frames, _md_isolated, _md_parallel, _md_notes):
+    sections = (_md_head, _md_parameters, _md_stages, _md_checks, _md_causes, _md_frames)
+    for section in (*sections, _md_isolated, _md_parallel, _md_notes):
         section(doc, out)
     return out.getvalue()
+
+
+def _md_parameters(doc: dict[str, Any], out: io.StringIO) -> None:
+    """What was run: the case's own settings, the plugins, the libraries' versions, the time taken."""
+    case = doc.get("case") or {}
+    names = ["model_dir", "fixture", "model_id", "revision", "prompt", "seed", "height", "width", "num_frames"]
+    names += ["steps", "dtype", "device", "port_ops", "port_parallel"]
+    shown = [f"{k} `{case[k]}`" for k in names if case.get(k) not in (None, "")]
+    if doc.get("plugins"):
+        shown.append("plugins " + ", ".join(f"`{p}`" for p in doc["plugins"]))
+    versions = doc.get("versions") or {}
+    if versions:
+        shown.append("versions " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    timings = doc.get("timings_s") or {}
+    if timings:
+        shown.append("seconds " + ", ".join(f"{k} {_fmt(float(v))}" for k, v in timings.items()))
+    if shown:
+        out.write("Run: " + " · ".join(shown) + "\n\n")
+
+
+def _md_stages(doc: dict[str, Any], out: io.StringIO) -> None:
+    """Per canonical stage: checks passed, failed, and its worst relative L2 error with that check's limit."""
+    rows: dict[str, list[dict]] = {}
+    for row in doc["checks"]:
+        rows.setdefault(row["stage"], []).append(row)
+    if not rows:
+        return
+    out.write("| stage | checks | failed | worst rel L2 | at | its tolerance |\n|---|---|---|---|---|---|\n")
+    for stage, found in rows.items():
+        cells = [stage, str(len(found)), str(sum(not r["passed"] for r in found))]
+        measured = [r for r in found if r.get("rel_l2") is not None]  # "inf" as report.json writes it counts
+        worst = max(measured, key=lambda r: float(r["rel_l2"]), default=None)
+        if worst is None:
+            cells += ["", "", ""]
+        else:
+            at = " ".join(str(worst[k]) for k in ("tensor", "step", "block") if worst[k] is not None)
+            cells += [_fmt(float(worst["rel_l2"])), at, worst["tolerance"]]
+        out.write("| " + " | ".join(cells) + " |\n")
+    out.write("\n")
 
 
 def _md_head(doc: dict[str, Any], out: io.StringIO) -> None:
@@ -85,14 +125,26 @@ def _md_head(doc: dict[str, Any], out: io.StringIO) -> None:
 
 
 def _md_checks(doc: dict[str, Any], out: io.StringIO) -> None:
-    out.write("| | stage | tensor | step | block | max abs | cosine | SQNR dB | tolerance | min atol |\n")
-    out.write("|---|---|---|---|---|---|---|---|---|---|\n")
+    out.write("| | stage | tensor | step | block | max abs | rel L2 | 1 − cos | SQNR dB | NaN/Inf ref / port ")
+    out.write("| tolerance | min atol |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for row in doc["checks"]:
         mark = "✅" if row["passed"] else ("❌ cause" if row.get("role") == "cause" else "❌ downstream")
         cells = [mark, row["stage"], row["tensor"], _fmt(row["step"]), _fmt(row["block"])]
-        cells += [_fmt(row.get(k)) for k in ("max_abs", "cosine", "sqnr_db")]
-        cells += [row["tolerance"], _fmt(row["min_atol"])]
+        cells += [_fmt(row.get("max_abs")), _fmt(row.get("rel_l2")), _one_minus(row.get("cosine"))]
+        cells += [_fmt(row.get("sqnr_db")), _nonfinite(row), row["tolerance"], _fmt(row["min_atol"])]
         out.write("| " + " | ".join(cells) + " |\n")
+
+
+def _one_minus(cosine: Any) -> str:
+    """1 - cosine in scientific notation: a cosine of 0.99999 and of 1 both print as "1" otherwise."""
+    if not isinstance(cosine, (int, float)) or math.isnan(cosine):
+        return ""
+    return f"{1.0 - cosine:.2e}"
+
+
+def _nonfinite(row: dict) -> str:
+    ref, port = row.get("reference_nonfinite"), row.get("port_nonfinite")
+    return "" if ref is None and port is None else f"{ref or 0} / {port or 0}"
 
 
 def _md_causes(doc: dict[str, Any], out: io.StringIO) -> None:

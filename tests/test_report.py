@@ -71,3 +71,20 @@ def test_report_json_is_the_document_with_one_line_per_check(head, rows):
     start = lines.index('  "checks": [') if rows else None
     if start is not None:
         assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : start + 1 + len(rows)]] == rows
+
+
+def test_report_md_leads_with_parameters_and_stages_and_shows_rel_l2_and_one_minus_cosine(tmp_path):
+    ref = torch.ones(4, 8)
+    close = ref + 1e-6
+    pairs = [
+        Pair(Key("prompt_embeds"), stages.TEXT_ENCODING, ref, close),
+        Pair(Key("noise_pred", 0), stages.DENOISING, ref, ref * 1.5),
+    ]
+    main = Comparison.judge(Mode.FULL, tuple(compare(pairs, Policy("float32"))))
+    case = {"name": "t", "fixture": "flux_tiny", "seed": 3, "steps": 2, "dtype": "float32"}
+    report.write(tmp_path, RunReport(Mode.FULL, case, main, main.verdict, main))
+    md = (tmp_path / "report.md").read_text()
+    assert "Run: fixture `flux_tiny` · seed `3` · steps `2` · dtype `float32`" in md
+    assert "| text_encoding | 1 | 0 |" in md and "| denoising | 1 | 1 | 0.5 | noise_pred 0 |" in md
+    assert md.index("| stage | checks |") < md.index("| | stage | tensor |")  # the summary first
+    assert "| rel L2 | 1 − cos |" in md and "0.00e+00" in md  # 1 - cos of a scaled copy is 0, not "1"
