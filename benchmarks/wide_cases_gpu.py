@@ -5,7 +5,8 @@
 Per case: the overhead table at the case's own steps (bare Diffusers and SGLang, the harness with the
 default policy and with every block, GPU and host memory; reports kept in OUT/reports), the worst clean
 error per tensor kind against its limit, and the SGLang kernels that still ran under `--port-ops
-native` without parity's torch twins (before) and with them (after). Summary in OUT/cases.json.
+native` without parity's torch twins (SGLang's gates and request quality still set) and with them.
+Summary in OUT/cases.json.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main() -> int:
             try:
                 [row] = overhead.table(case, [case.steps], repeats=1, out=reports)
                 default = json.loads((reports / f"{name}-{case.steps}-default" / "report.json").read_text())
-                before = without_twins(case, reports / f"{name}-before-twins")
+                bare_twins = without_twins(case, reports / f"{name}-without-twins")
                 summary[name] = {
                     "row": row,
                     "verdict": default["verdict"],
@@ -81,8 +82,11 @@ def main() -> int:
                     "checks": default["summary"],
                     "frames_relative": (default.get("noise") or {}).get("relative"),  # SSIM, PSNR per frame
                     "worst_by_kind": worst_by_kind(default),
-                    "kernels_before": {"summary": before.get("summary"), "ran": before.get("kernels_ran")},
-                    "kernels_after": {
+                    "kernels_without_parity_twins": {
+                        "summary": bare_twins.get("summary"),
+                        "ran": bare_twins.get("kernels_ran"),
+                    },
+                    "kernels": {
                         "summary": default["port_ops"].get("summary"),
                         "ran": default["port_ops"].get("kernels_ran"),
                     },

@@ -77,7 +77,7 @@ class Turns:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._turn = Side.REFERENCE
-        self._entered = dict.fromkeys(SIDES, -1)
+        self._entered: dict[Side, float] = dict.fromkeys(SIDES, -1)  # a finished side: past every step
         self._done: set[Side] = set()
         self._aborted = False
         initial = _sdpa_state()
@@ -100,10 +100,16 @@ class Turns:
                 self._pass(side)
                 self._wait_for(side)
 
+    @property
+    def entered(self) -> dict[Side, float]:
+        """The step each side has entered (-1 before its first; infinity once it finished)."""
+        return dict(self._entered)
+
     def finish(self, side: Side, failed: bool) -> None:
         """`side`'s run ended (`failed`: with an error, which stops the other side too)."""
         with self._cond:
             self._done.add(side)
+            self._entered[side] = math.inf
             self._aborted |= failed
             if self._turn == side:
                 self._pass(side)
@@ -162,7 +168,6 @@ class OnlineComparison:
         self.turns = Turns()
         self.traces = {side: OnlineTrace(side, device, self) for side in SIDES}
         self._pending: dict[Side, dict[int, list[Record]]] = {side: {} for side in SIDES}
-        self._entered: dict[Side, float] = dict.fromkeys(SIDES, -1)
         self.checks: list[Check] = []
         self.steps_compared = 0
         self.held_bytes = 0
@@ -174,8 +179,7 @@ class OnlineComparison:
         step = record.key.step
         assert step is not None
         self.turns.check(side)
-        if step > self._entered[side]:
-            self._entered[side] = step
+        if step > self.turns.entered[side]:
             self._compare_ready()  # the other side may have finished a step meanwhile
             self.turns.enter_step(side, step)  # may hand the baton over and wait for it back
             self._compare_ready()
@@ -185,7 +189,7 @@ class OnlineComparison:
 
     def _compare_ready(self) -> None:
         """Compare every step both sides are past (a finished side is past every step)."""
-        done = min(self._entered.values())
+        done = min(self.turns.entered.values())
         for step in sorted({s for side in SIDES for s in self._pending[side] if s < done}):
             self._compare_step(step)
 
@@ -221,7 +225,6 @@ class OnlineComparison:
             except BaseException as exc:  # noqa: BLE001 -- re-raised in the main thread
                 errors.append(exc)
             finally:
-                self._entered[side] = math.inf
                 self.turns.finish(side, failed)
 
         threads = [threading.Thread(target=worker, args=(side,), name=f"parity-{side}") for side in SIDES]
