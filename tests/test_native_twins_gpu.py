@@ -86,9 +86,10 @@ def _ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(x, dtype=torch.float64), exponent - 1 - bits)
 
 
-def compare(kernel: str, case: str, got, want, *, ulps: int, noise: float = 0.0) -> None:
+def compare(kernel: str, case: str, got, want, *, ulps: int, noise: float | torch.Tensor = 0.0) -> None:
     """`got` (the twin) against `want` (the kernel): |got - want| <= ulps steps of the output dtype at
-    |want| + `noise` (absolute), element by element; recorded either way."""
+    |want| + `noise` (absolute; a tensor gives one bound per element), element by element; recorded
+    either way."""
     got, want = (torch.as_tensor(t) for t in (got, want))
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape, got.dtype, want.dtype)
     diff = (got.double() - want.double()).abs()
@@ -100,11 +101,17 @@ def compare(kernel: str, case: str, got, want, *, ulps: int, noise: float = 0.0)
         "max_abs": diff.max().item(),
         "max_ulps": (diff / step).max().item(),
         "identical": (diff == 0).double().mean().item(),
-        "tolerance": f"{ulps} ulp" + (f" + {noise:.3g}" if noise else ""),
+        "tolerance": f"{ulps} ulp" + _noise_text(noise),
     }
     RESULTS.append(record)
     bad = diff > ulps * step + noise
     assert not bad.any(), f"{kernel} [{case}]: {int(bad.sum())} elements off, {record}"
+
+
+def _noise_text(noise: float | torch.Tensor) -> str:
+    if isinstance(noise, torch.Tensor):
+        return f" + per-element bound up to {noise.max().item():.3g}"
+    return f" + {noise:.3g}" if noise else ""
 
 
 def _rope_cache(rows: int, rope_dim: int, dtype=torch.float32, full_width: bool = False) -> torch.Tensor:
@@ -216,8 +223,11 @@ def test_residual_gate_add_cuda_fp32():
     for case, (residual, update, gate) in _gate_cases(torch.float32).items():
         want = _runs(lambda r=residual, u=update, g=gate: residual_gate_add_cuda(r, u, g))
         got = native_twins.residual_gate_add_cuda(residual, update, gate)
-        # fp32: the kernel may fuse the multiply-add (one rounding) where eager rounds twice.
-        compare("residual_gate_add_cuda", f"{case}, fp32", got, want, ulps=1)
+        # fp32: the kernel fuses the multiply-add (one rounding) where eager rounds the product first,
+        # so the two differ by up to one rounding of the product, which near a cancelling sum is many
+        # ulps of the result (H200: 9.5e-7 absolute, 23 % of elements, with products up to ~16).
+        product_rounding = _ulp(update.double() * gate.double(), torch.float32)
+        compare("residual_gate_add_cuda", f"{case}, fp32", got, want, ulps=1, noise=product_rounding)
 
 
 @pytest.mark.parametrize(
