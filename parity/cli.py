@@ -1,5 +1,6 @@
-"""Command line: `parity run`, `parity list`, `parity noise`, `parity compare`. Exit codes: 0 pass, 1 fail, 2 error
-(bad input, setup, or a side that could not run), 130 interrupted.
+"""Command line: `parity run`, `parity list`, `parity noise`, `parity compare`, `parity rejudge`,
+`parity sensitivity`, and `parity --family` (the known families). Exit codes: 0 pass, 1 fail, 2 error (bad
+input, setup, or a side that could not run), 130 interrupted.
 
 Inputs are checked before torch, diffusers or sglang is imported (the case schema, --out), so a
 mistake costs a second, not a pipeline load; those modules are imported only when a run starts.
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="parity",
         description="Compare a Diffusers pipeline with its SGLang port, stage by stage.",
     )
+    parser.add_argument(
+        "--family",
+        action=_FamiliesAction,
+        metavar="NAME",
+        help="list the known families (or the one named): the Diffusers pipeline class, the SGLang pipeline it "
+        "maps to, and the bundled cases that use it; then exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -48,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a bundled case name (see `parity list`), a case file, a model directory, or a Hugging Face hub id "
         "(owner/name: its snapshot in the Hugging Face cache, downloaded first when not cached and online)",
     )
-    run.add_argument("--family", help="family adapter (default: detected from model_index.json; see `parity list`)")
+    run.add_argument(
+        "--family", help="family adapter (default: detected from model_index.json; `parity --family` lists them)"
+    )
     run.add_argument(
         "--out", type=Path, help="report directory (default: reports/<case>-<dtype>, a hub id's '/' written '--')"
     )
@@ -120,8 +130,63 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let the libraries print to the console (default: their output goes to libraries.log in --out)",
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the verdict")
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines (phases, denoising steps), only the verdict"
+    )
+    run.add_argument(
+        "--save-traces",
+        action="store_true",
+        help="also write both sides' records (safetensors, with traces/index.json) into the report directory, "
+        "for `parity rejudge`; the run is then compared from whole traces, never online",
+    )
+    sens = sub.add_parser(
+        "sensitivity",
+        help="how small an error in each stage the verdict detects, and whether it names that stage",
+        description="Inject into the port, through isolated mode's teacher, perturbations of relative L2 size "
+        "1e-1 down to 1e-7 (a fixed seeded direction) into one representative tensor per stage, and find the "
+        "smallest the verdict detects and whether the first new failure names that tensor. The table goes to "
+        "reports/sensitivity/<case>-<dtype>/ (report.json's `sensitivity`, report.md) and is shown again, with "
+        "no pipeline run, while the case, fixture, versions and tolerances are unchanged.",
+    )
+    sens.add_argument("target", help="a bundled case name, a case file, a model directory or a hub id (as `run`)")
+    sens.add_argument(
+        "--dtype", action="append", choices=cases.DTYPES, help="repeatable; one table per dtype (default: the case's)"
+    )
+    sens.add_argument("--device", choices=cases.DEVICES, help="where both pipelines run (default: the case's)")
+    sens.add_argument(
+        "--tensors",
+        metavar="NAMES",
+        help="probe only these, comma-separated: a tensor (noise_pred), stage/tensor (denoising/latents) or "
+        "`blocks` (default: one per stage, see the report)",
+    )
+    sens.add_argument(
+        "--out",
+        type=Path,
+        metavar="ROOT",
+        help="where the tables go, one directory per dtype (default: reports/sensitivity)",
+    )
+    sens.add_argument("--force", action="store_true", help="probe again even when a kept table still holds")
+    sens.add_argument("--verbose", action="store_true", help="let the libraries print to the console")
+    sens.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary per dtype")
     sub.add_parser("list", help="list the bundled cases")
+    rejudge_cmd = sub.add_parser(
+        "rejudge",
+        help="judge a report's saved traces (parity run --save-traces) again, without running a pipeline",
+        description="Align, compare and judge the traces a run saved (parity run --save-traces) again, under\n"
+        "the tolerances as they are now (defaults, ./pyproject.toml's [tool.parity], the case's own)\n"
+        "or another case's, and write a fresh report. No pipeline runs: the fp64 referee and the\n"
+        "default block policy's second run are not redone.",
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rejudge_cmd.add_argument("report", type=Path, help="a report directory written with --save-traces")
+    rejudge_cmd.add_argument(
+        "--case",
+        metavar="CASE_OR_TOML",
+        help="judge under this bundled case's or case file's [tolerance] and expectation (default: the saved "
+        "case's); its run parameters are ignored",
+    )
+    rejudge_cmd.add_argument("--out", type=Path, help="where the fresh report goes (default: REPORT/rejudged)")
     compare_cmd = sub.add_parser(
         "compare",
         help="what changed between two report directories (exit 1 if B has a failure that A did not)",
@@ -271,7 +336,15 @@ def _run(args: argparse.Namespace) -> int:
         families.get(args.family)  # fail early on a typo (a plugin may have registered it)
     t0 = time.perf_counter()
     report = run_case(
-        case, out, loaded, capture, args.mode, args.referee, verbose=args.verbose, plugin_specs=args.plugin
+        case,
+        out,
+        loaded,
+        capture,
+        args.mode,
+        args.referee,
+        verbose=args.verbose,
+        plugin_specs=args.plugin,
+        save_traces=args.save_traces,
     )
     for line in console_lines(report, out):
         print(line)
@@ -281,6 +354,79 @@ def _run(args: argparse.Namespace) -> int:
     if report.verdict.error:
         print(f"parity: error: {report.verdict.error}", file=sys.stderr)
     return report.verdict.exit_code
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    """`parity sensitivity`: one table per dtype, each kept and reused while its key holds; prints each
+    dtype's summary line and where its report is. Exit 0 once every table is there, 2 on an error."""
+    from parity import sensitivity_cache
+
+    base = cases.resolve(args.target)
+    bundled = cases.cases_dir() / f"{args.target}.toml"
+    case_file = Path(args.target) if args.target.endswith(".toml") else bundled if bundled.is_file() else None
+    root = args.out or sensitivity_cache.ROOT
+    planned = [base.with_overrides(dtype=dtype, device=args.device) for dtype in args.dtype or [base.dtype]]
+    for case in planned:  # before any model work
+        report_dir.check(sensitivity_cache.out_dir(case, root))
+    progress.quiet = args.quiet
+    from parity.sensitivity_run import measure  # torch and the runners: only once the inputs are good
+
+    for case in planned:
+        out = sensitivity_cache.out_dir(case, root)
+        measured = measure(case, out, args.tensors, args.force, args.verbose, case_file)
+        section = measured.doc["sensitivity"]
+        how = "kept table, no pipeline ran" if measured.cached else f"{section['port_runs']} port runs"
+        seconds = "" if measured.cached else f", {section['seconds']['total']} s"
+        print(f"{case.name} [{case.dtype}, {case.device}]: {measured.summary}")
+        print(f"  report: {measured.out / 'report.md'} ({how}{seconds})")
+    return 0
+
+
+def _rejudge(report: Path, case: str | None, out: Path | None) -> int:
+    """`parity rejudge`: the verdict lines of the fresh report, exit codes as `parity run`."""
+    from parity.rejudge import rejudge  # torch: only once the command is known
+
+    judged, written = rejudge(report, out, case)
+    for line in console_lines(judged, written):
+        print(line)
+    if judged.verdict.error:
+        print(f"parity: error: {judged.verdict.error}", file=sys.stderr)
+    return judged.verdict.exit_code
+
+
+class _FamiliesAction(argparse.Action):
+    """`parity --family [NAME]`: like --version, answered while the arguments are parsed (no command needed)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object, option: object = None):
+        parser.exit(_families(values if isinstance(values, str) else None))
+
+
+def _families(name: str | None = None) -> int:
+    """One line per known family (or the one named): its Diffusers pipeline class(es), the SGLang native
+    pipeline it maps to (with the model id that makes SGLang resolve it), and the bundled cases using it."""
+    from parity import families  # the adapters (torch): only when asked for
+
+    try:
+        known = [families.get(name)] if name else [families.get(n) for n in sorted(families.known())]
+        by_family: dict[str, list[str]] = {}
+        for case in cases.bundled().values():
+            by_family.setdefault(str(case.family), []).append(case.name)
+    except ParityError as exc:
+        print(f"parity: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    width = max(len(adapter.name) for adapter in known)
+    for adapter in known:
+        port = adapter.port
+        model_id = f" (model_id {port.model_id})" if port.model_id else ""
+        used = ", ".join(sorted(by_family.get(adapter.name, []))) or "none"
+        print(
+            f"{adapter.name:<{width}}  Diffusers {' | '.join(adapter.diffusers_classes)} -> SGLang {port.pipeline}"
+            f"{model_id}; cases: {used}"
+        )
+    return 0
 
 
 def console_lines(report: RunReport, out: Path) -> list[str]:
@@ -343,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
             return _noise(args.files, args.range)
         if args.command == "compare":
             return _compare(args.a, args.b, args.factor, args.limit, args.json)
+        if args.command == "rejudge":
+            return _rejudge(args.report, args.case, args.out)
+        if args.command == "sensitivity":
+            with interrupts.deferred():
+                return _sensitivity(args)
         with interrupts.deferred():  # Ctrl-C at safe points only: never inside a library's import
             return _run(args)
     except ParityError as exc:

@@ -33,9 +33,10 @@ class Check:
     evidence: dict = field(default_factory=dict)  # numbers the hints read (see evidence.py)
 
     @property
-    def ident(self) -> tuple[str, int | None, str | None]:
-        """Unique within one comparison: a tensor name, step and block are recorded once per side."""
-        return self.tensor, self.step, self.block
+    def ident(self) -> tuple[str, str, int | None, str | None]:
+        """Unique within one comparison: a tensor name, step and block are recorded once per side, and
+        a Req contract check (stage `contract`) is named by the Req field, as a tensor may be."""
+        return self.stage, self.tensor, self.step, self.block
 
     def where(self) -> dict:
         """Where the check sits in the run, as report.json's `first_divergence` and `causes` name it."""

@@ -24,6 +24,8 @@ def component_of(check: Check, cfg: bool) -> str:
     base = check.tensor.split(".")[0].removeprefix("negative_")
     if check.block is not None:
         return "DiT embedders" if check.block == "embedders" else f"DiT block {check.block}"
+    if check.stage == stages.CONTRACT:
+        return "Req contract"
     if check.stage == stages.TEXT_ENCODING:
         return "tokenizers" if base in ("input_ids", "attention_mask") else "text encoders"
     if check.stage == stages.LATENT_PREPARATION:

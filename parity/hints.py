@@ -252,7 +252,36 @@ def _nonfinite(cause: Check, checks: list[Check]) -> Hint | None:
     return {"symptom": symptom, "likely_cause": why}
 
 
+# The Req contract (parity.contract): what the stage before denoising got wrong, by field.
+_CONTRACT = {
+    "latents_seed": (
+        "the request's seed never reaches the generator that draws the initial noise: a pipeline without "
+        "InputValidationStage (the stage that turns `seed` into Req.generator), a torch.Generator made without "
+        "manual_seed(seed), or randn_tensor called with generator=None (torch's global RNG)"
+    ),
+    "prompt_embeds": (
+        "the stage before denoising stores a bare tensor, or drops an encoder's output: Req.prompt_embeds "
+        "holds one tensor per text encoder, in the order the pipeline config's get_pos_prompt_embeds indexes"
+    ),
+    "negative_prompt_embeds": "under CFG Req.negative_prompt_embeds is a list like Req.prompt_embeds",
+    "raw_latent_shape": (
+        "set Req.raw_latent_shape = latents.shape after packing, as SGLang's LatentPreparationStage does "
+        "(not the shape before packing): the denoiser reads the batch size and token count from it"
+    ),
+    "generator": "Req.generator is a torch.Generator (or a list of them) seeded from the request's seed",
+}
+
+
+def _contract(cause: Check, checks: list[Check]) -> Hint:
+    field = cause.tensor
+    why = _CONTRACT.get(field, f"the stage before denoising sets Req.{field} other than the denoiser expects")
+    if field == "latents_seed":
+        return {"symptom": "the port's initial noise does not reproduce from the case's seed", "likely_cause": why}
+    return {"symptom": f"the port's Req.{field} breaks the contract the denoising stage expects", "likely_cause": why}
+
+
 RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
+    stages.CONTRACT: _contract,
     stages.TEXT_ENCODING: _text,
     stages.LATENT_PREPARATION: _latents,
     stages.TIMESTEP_PREPARATION: _schedule,

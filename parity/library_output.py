@@ -5,6 +5,7 @@ is caught too; `--verbose` leaves the console as it is."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ LOG_NAME = "libraries.log"
 
 @contextmanager
 def to_log(log_path: Path, verbose: bool = False) -> Iterator[None]:
-    """Within the block, file descriptors 1 and 2 write to `log_path` (appended); parity's progress
-    lines still reach the console through a duplicate of the original stderr."""
+    """Within the block, file descriptors 1 and 2 write to `log_path` (appended), and so do sys.stdout and
+    sys.stderr (a test runner or a notebook replaces them with objects that bypass fds 1 and 2: pytest's
+    capture, where tqdm's bars would land); parity's progress lines still reach the console through a
+    duplicate of the original stderr."""
     if verbose:
         yield
         return
@@ -32,13 +35,22 @@ def to_log(log_path: Path, verbose: bool = False) -> Iterator[None]:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         previous = progress.use_console(console)
+        streams = sys.stdout, sys.stderr
+        # Never closed, and writing to whatever fds 1 and 2 are: a library's log handler made in the block
+        # keeps a reference to them and still works after it.
+        sys.stdout, sys.stderr = (_fd_stream(fd) for fd in (1, 2))
         try:
             yield
         finally:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
+            sys.stdout, sys.stderr = streams
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
             progress.use_console(previous)
             console.close()
+
+
+def _fd_stream(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True)

@@ -1,17 +1,23 @@
-"""Write a RunReport as report.json, report.md and checks.csv, each atomically (parity.files)."""
+"""Write a RunReport as report.json, report.md, checks.csv and report.html, each atomically (parity.files)."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from parity import progress
 from parity.files import json_safe, write_atomic
 from parity.results import RunReport
+
+HTML_TRACEBACK = "report-html-traceback.txt"  # beside the report when report.html could not be rendered
 
 
 def checks_table(rows: list[dict]) -> pd.DataFrame:
@@ -29,50 +35,111 @@ def _fmt(value: Any) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """report.md: the verdict and its hints first, the run's parameters, a summary per stage, then
-    every check, the causes, the decoded frames, the isolated components and the notes."""
+    """report.md: the verdict and its hints first, the run's parameters, the Req contract, a summary per
+    stage, then every check, the causes, the decoded frames, the isolated components and the notes."""
     out = io.StringIO()
-    sections = (_md_head, _md_parameters, _md_stages, _md_checks, _md_causes, _md_frames)
+    sections = (_md_head, _md_parameters, _md_contract, _md_stages, _md_checks, _md_causes, _md_frames)
     for section in (*sections, _md_isolated, _md_parallel, _md_notes):
         section(doc, out)
     return out.getvalue()
 
 
-def _md_parameters(doc: dict[str, Any], out: io.StringIO) -> None:
-    """What was run: the case's own settings, the plugins, the libraries' versions, the time taken."""
+def _md_contract(doc: dict[str, Any], out: io.StringIO) -> None:
+    """One line on the port's Req contract: where it was observed, its checks, and each warning (a rule of
+    SGLang's skill that the pinned SGLang code does not follow, so the harness does not hold it)."""
+    section = doc.get("contract")
+    if not section:
+        return
+    rows = [r for r in doc["checks"] if r["stage"] == "contract"]
+    failed = [r["tensor"] for r in rows if not r["passed"]]
+    held = f"{len(rows) - len(failed)} of {len(rows)} checks hold"
+    held += f" (failed: {', '.join(failed)})" if failed else ""
+    warned = "".join(f" ⚠ {w}." for w in section.get("warnings") or [])
+    out.write(f"Req contract (observed entering `{section.get('denoiser')}`): {held}.{warned}\n\n")
+
+
+def run_parameters(doc: Mapping[str, Any]) -> list[tuple[str, list[str], bool]]:
+    """What was run, as (name, values, literal): the case's own settings, the plugins, the libraries'
+    versions, the time taken. report.md's "Run:" line and report.html's table both show this list;
+    `literal` values are names and paths (code in Markdown)."""
     case = doc.get("case") or {}
     names = ["model_dir", "fixture", "model_id", "revision", "prompt", "seed", "height", "width", "num_frames"]
     names += ["steps", "dtype", "device", "port_ops", "port_parallel"]
-    shown = [f"{k} `{case[k]}`" for k in names if case.get(k) not in (None, "")]
+    found = [(k, [str(case[k])], True) for k in names if case.get(k) not in (None, "")]
     if doc.get("plugins"):
-        shown.append("plugins " + ", ".join(f"`{p}`" for p in doc["plugins"]))
+        found.append(("plugins", [str(p) for p in doc["plugins"]], True))
     versions = doc.get("versions") or {}
     if versions:
-        shown.append("versions " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        found.append(("versions", [f"{k} {v}" for k, v in versions.items()], False))
     timings = doc.get("timings_s") or {}
     if timings:
-        shown.append("seconds " + ", ".join(f"{k} {_fmt(float(v))}" for k, v in timings.items()))
+        found.append(("seconds", [f"{k} {_fmt(float(v))}" for k, v in timings.items()], False))
+    return found
+
+
+def _md_parameters(doc: dict[str, Any], out: io.StringIO) -> None:
+    shown = [
+        name + " " + ", ".join(f"`{v}`" if literal else v for v in values)
+        for name, values, literal in run_parameters(doc)
+    ]
     if shown:
         out.write("Run: " + " · ".join(shown) + "\n\n")
 
 
+@dataclass(frozen=True)
+class StageSummary:
+    """One canonical stage's checks: how many, how many failed, and the worst relative L2 error
+    (None where no check of the stage has one) with where it is and that check's tolerance."""
+
+    stage: str
+    checks: int
+    failed: int
+    worst_rel_l2: float | None
+    at: str
+    tolerance: str
+
+
+def stage_summary(rows: Iterable[Mapping[str, Any]]) -> list[StageSummary]:
+    """Per stage, in the order the rows first name it: report.json's check rows (null where absent,
+    "inf" for infinity) or `load_report`'s records (NaN / <NA> there). Shared by report.md and report.html."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(str(row["stage"]), []).append(row)
+    found = []
+    for stage, members in grouped.items():
+        measured = [r for r in members if _given(r.get("rel_l2"))]  # "inf" as report.json writes it counts
+        worst = max(measured, key=lambda r: float(r["rel_l2"]), default=None)
+        at = "" if worst is None else " ".join(str(worst[k]) for k in ("tensor", "step", "block") if _given(worst[k]))
+        found.append(
+            StageSummary(
+                stage,
+                len(members),
+                sum(not bool(r["passed"]) for r in members),
+                None if worst is None else float(worst["rel_l2"]),
+                at,
+                "" if worst is None else str(worst.get("tolerance") or ""),
+            )
+        )
+    return found
+
+
+def _given(value: Any) -> bool:
+    """Not absent: None (report.json's null), pandas' <NA> or a float NaN (load_report's) are."""
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value))
+
+
 def _md_stages(doc: dict[str, Any], out: io.StringIO) -> None:
     """Per canonical stage: checks passed, failed, and its worst relative L2 error with that check's limit."""
-    rows: dict[str, list[dict]] = {}
-    for row in doc["checks"]:
-        rows.setdefault(row["stage"], []).append(row)
-    if not rows:
+    summary = stage_summary(doc["checks"])
+    if not summary:
         return
     out.write("| stage | checks | failed | worst rel L2 | at | its tolerance |\n|---|---|---|---|---|---|\n")
-    for stage, found in rows.items():
-        cells = [stage, str(len(found)), str(sum(not r["passed"] for r in found))]
-        measured = [r for r in found if r.get("rel_l2") is not None]  # "inf" as report.json writes it counts
-        worst = max(measured, key=lambda r: float(r["rel_l2"]), default=None)
-        if worst is None:
+    for row in summary:
+        cells = [row.stage, str(row.checks), str(row.failed)]
+        if row.worst_rel_l2 is None:
             cells += ["", "", ""]
         else:
-            at = " ".join(str(worst[k]) for k in ("tensor", "step", "block") if worst[k] is not None)
-            cells += [_fmt(float(worst["rel_l2"])), at, worst["tolerance"]]
+            cells += [_fmt(row.worst_rel_l2), row.at, row.tolerance]
         out.write("| " + " | ".join(cells) + " |\n")
     out.write("\n")
 
@@ -130,12 +197,12 @@ def _md_checks(doc: dict[str, Any], out: io.StringIO) -> None:
     for row in doc["checks"]:
         mark = "✅" if row["passed"] else ("❌ cause" if row.get("role") == "cause" else "❌ downstream")
         cells = [mark, row["stage"], row["tensor"], _fmt(row["step"]), _fmt(row["block"])]
-        cells += [_fmt(row.get("max_abs")), _fmt(row.get("rel_l2")), _one_minus(row.get("cosine"))]
+        cells += [_fmt(row.get("max_abs")), _fmt(row.get("rel_l2")), one_minus(row.get("cosine"))]
         cells += [_fmt(row.get("sqnr_db")), _nonfinite(row), row["tolerance"], _fmt(row["min_atol"])]
         out.write("| " + " | ".join(cells) + " |\n")
 
 
-def _one_minus(cosine: Any) -> str:
+def one_minus(cosine: Any) -> str:
     """1 - cosine in scientific notation: a cosine of 0.99999 and of 1 both print as "1" otherwise."""
     if not isinstance(cosine, (int, float)) or math.isnan(cosine):
         return ""
@@ -249,4 +316,13 @@ def write(out_dir: Path, report: RunReport) -> dict:
     write_atomic(out_dir / "report.json", to_json(doc))
     write_atomic(out_dir / "report.md", markdown(doc))
     write_atomic(out_dir / "checks.csv", checks_table(report.main.rows()).to_csv(index=False))
+    # Last: report.html reads report.json back through parity.load_report and the frames' PNGs. Imported
+    # here because parity.report_html imports this module (the shared run parameters and stage summary).
+    from parity import report_html
+
+    try:
+        report_html.write(out_dir)
+    except Exception as exc:  # the page is for eyes: a fault in it must not cost the run its report
+        write_atomic(out_dir / HTML_TRACEBACK, traceback.format_exc())
+        progress.say(f"report.html not written ({type(exc).__name__}: {exc}): see {HTML_TRACEBACK}")
     return doc

@@ -25,7 +25,7 @@ from parity.files import json_safe
 # a test holds the two together: parity.results imports torch, this module must not).
 SCHEMA_VERSIONS = frozenset({1})
 
-KEY = ("stage", "tensor", "step", "block")  # one check per key within a comparison (Check.ident + stage)
+KEY = ("stage", "tensor", "step", "block")  # one check per key within a comparison (Check.ident)
 # Every report.json check row has these (parity.compare.Check.row); the metrics only where both sides
 # recorded the tensor, so a report whose checks all miss a side has no metric field at all.
 REQUIRED = ("stage", "tensor", "step", "block", "passed", "status")
@@ -642,4 +642,3 @@ def _stage_lines(changes: list[Change]) -> list[str]:
         if change.message_b and change.kind in (NEW_FAILURE, STATUS, ONLY_B):
             lines.append(" " * (4 + widths[0]) + change.message_b)
     return lines
-

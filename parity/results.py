@@ -178,6 +178,9 @@ class RunReport:
     gpu_peak_mib: dict[str, float] | None = None
     device_numerics: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+    # The port's Req contract as observed (parity.contract.section): its fields, SGLang's failed stage
+    # verifications, the skill's rules the pinned code does not follow (warnings); None: not observed.
+    contract: dict[str, Any] | None = None
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -234,6 +237,7 @@ class RunReport:
             "plugins": self.plugins,
             "port_ops": self.port_ops,
             "capture": self.capture,
+            "contract": self.contract,
             "causes": self.verdict.cause_list,
             "hints": self.hints,
             "referee": self.referee,

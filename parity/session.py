@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from parity import (
+    contract,
     families,
     fixture_cache,
     frames,
@@ -32,6 +33,7 @@ from parity import (
     progress,
     rank_merge,
     referee,
+    saved_traces,
     stages,
 )
 from parity.align import Pair, align
@@ -52,7 +54,7 @@ from parity.verdict import Verdict
 from parity.vocab import Mode, Outcome, Side
 
 VERSIONED = ("parity", "torch", "diffusers", "transformers", "sglang", "numpy")
-LABELS = {Side.REFERENCE: "Diffusers (reference)", Side.PORT: "SGLang (port)"}
+LABELS = progress.LABELS
 
 
 def versions() -> dict[str, str]:
@@ -96,15 +98,16 @@ def model_dir_for(case: Case, timings: dict[str, float]) -> Path:
     return path
 
 
-def policy_for(case: Case) -> Policy:
-    """The tolerance policy: defaults, then `[tool.parity]` of ./pyproject.toml, then the case's own."""
+def policy_for(case: Case, origin: str | None = None) -> Policy:
+    """The tolerance policy: defaults, then `[tool.parity]` of ./pyproject.toml, then the case's own
+    (`origin` names where its tolerances came from; default: the case)."""
     pyproject, tool = tool_config()
     layers = [(f"{pyproject}", tool.get("tolerance", {}))] if tool else []
-    layers.append((f"case {case.name}", case.tolerance))
+    layers.append((origin or f"case {case.name}", case.tolerance))
     return Policy(case.dtype, layers, device=case.device)
 
 
-def _trace_bytes(trace: Trace) -> dict[str, int]:
+def trace_bytes(trace: Trace) -> dict[str, int]:
     sizes = [(r.key.block is not None, r.value.numel() * r.value.element_size()) for r in trace]
     return {"total": sum(n for _, n in sizes), "blocks": sum(n for is_block, n in sizes if is_block)}
 
@@ -177,6 +180,9 @@ class Session:
         self.ranks: RankRun | None = None  # --port-parallel: the ranks' places and what their merge found
         self.infos_one_rank: RunInfo | None = None  # --port-parallel: the port's one-rank run
         self.online: online.OnlineComparison | None = None  # the full run compared step by step
+        self.contracts: dict[str, dict] = {}  # a port trace's name -> its run's Req contract (RunInfo.contract)
+        self.failed_side: Side | None = None  # the side whose runner raised, if one did
+        self.notes: list[str] = []  # what the session concluded beside the comparisons, for the report
 
     def internal_error(self, exc: Exception) -> str:
         """The one line for an exception that is parity's own fault; its traceback goes to a file."""
@@ -205,6 +211,24 @@ class Session:
         if self._setup is None:
             raise RuntimeError("Session.prepare() has not run")
         return self._setup
+
+    @classmethod
+    def over_saved(
+        cls,
+        case: Case,
+        setup: Setup,
+        traces: dict[str, Trace],
+        contracts: dict[str, dict],
+        png_writer: ThreadPoolExecutor,
+        out_dir: Path,
+    ) -> Session:
+        """A session over the traces and Req contracts a run saved (parity.rejudge): `compare` judges them as
+        the run's own comparison did, under `setup`'s policy; nothing is loaded or run."""
+        session = cls(case, out_dir, BlockCapture(), png_writer)
+        session._setup = setup
+        session.traces.update(traces)
+        session.contracts = dict(contracts)
+        return session
 
     @property
     def adapter(self) -> FamilyAdapter:
@@ -240,6 +264,7 @@ class Session:
         try:
             return runner.run(self.setup.model_dir, case, self.adapter, trace, options)
         except BaseException as exc:
+            self.failed_side = side
             if runner.last_info is not None:  # the report names what was loaded, even when it failed
                 self.infos.setdefault(side, runner.last_info)
             # Ctrl-C, and a side stopped because the other failed (online), go straight up
@@ -249,6 +274,15 @@ class Session:
             raise ParityError(
                 f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
             ) from exc
+        finally:  # also when the port stopped: its Req is why, when it broke the contract
+            self._keep_contract(trace, runner.last_info)
+
+    def _keep_contract(self, trace: Trace, info: RunInfo | None) -> None:
+        """A port run's Req contract (RunInfo.contract), by the name of the trace it filled; the first run
+        into a trace wins (a rerun fills a trace of its own)."""
+        name = next((n for n, t in self.traces.items() if t is trace), None)
+        if info is not None and info.contract and name is not None:
+            self.contracts.setdefault(name, info.contract)
 
     def load_side(self, side: Side) -> None:
         """Load one side's pipeline (once per process), a failure named like a failed run."""
@@ -271,20 +305,46 @@ class Session:
         label = "isolated" if mode is Mode.ISOLATED else "full"
         self.phase = "compare"
         with progress.phase("compare", self.timings, f"comparing ({label})"):
+            # the denoising steps of an online run were compared as the run went
+            online = self.online.checks if port == "port" and self.online is not None else []
             reference = self.traces["reference"]
-            pairs = align(reference, self.traces[port], self.adapter)
-            if partial:
-                pairs = [p for p in pairs if p.reference is not None and p.port is not None]
-            found = compare(pairs, self.setup.policy)
-            if port == "port" and self.online is not None:  # the denoising steps, compared as the run went
-                found += self.online.checks
-            noise = None
-            reference_record, port_record = (trace.get(Key("frames")) for trace in (reference, self.traces[port]))
-            if reference_record is not None and port_record is not None:
-                reference_frames, port_frames = (self.adapter.to_canonical(r) for r in (reference_record, port_record))
-                extra, noise = frames.checks(reference_frames, port_frames, self.case.dtype, len(found))
-                found += extra
-            return Comparison.judge(mode, tuple(sorted(found, key=Check.execution_key)), noise)
+            policy, dtype = self.setup.policy, self.case.dtype
+            found = comparison(
+                reference, self.traces[port], self.adapter, policy, dtype, mode, partial=partial, online_checks=online
+            )
+            extra = self.contract_checks(port)
+            if not extra:
+                return found
+            return Comparison.judge(mode, tuple(sorted(found.checks + extra, key=Check.execution_key)), found.noise)
+
+    # -- the Req contract (parity.contract) ------------------------------------------------------------
+
+    def contract_expected(self, port: str) -> contract.Expected:
+        """What the port's Req must hold beside its own fields: the family's prompt-embedding count, the
+        seed, the port's initial latents' canonical (unpacked) shape."""
+        record = self.traces[port].get(Key("latents"))
+        shape = tuple(self.adapter.to_canonical(record).shape) if record is not None else None
+        return contract.Expected(len(self.adapter.port.prompt_embeds), self.case.seed, shape)
+
+    def contract_checks(self, port: str) -> tuple[Check, ...]:
+        """The Req contract of the run that filled trace `port`, as checks of stage `contract`: SGLang's
+        failed verifications, the fields the harness checks, and whether the initial noise is seeded."""
+        view = self.contracts.get(port)
+        if not view:
+            return ()
+        findings = contract.judge(view, self.contract_expected(port))
+        if "at_draw" in view or "fields" in view:
+            records = (self.traces[name].get(Key("latents")) for name in ("reference", port))
+            reference, ported = (self.adapter.to_canonical(r) if r is not None else None for r in records)
+            generator = view.get("fields", {}).get("generator")
+            seeded = contract.seed_finding(reference, ported, self.case.seed, view.get("at_draw"), generator)
+            findings += [seeded] if seeded is not None else []
+        return tuple(contract.checks(findings))
+
+    def contract_section(self, port: str) -> dict | None:
+        """report.json's `contract`: the Req as observed, SGLang's verifications and the skill-vs-code warnings."""
+        view = self.contracts.get(port)
+        return contract.section(view, self.contract_expected(port)) if view else None
 
     def start_pngs(self, port: str) -> None:
         """Both sides' frames as PNG files, encoded and written in the background (the GIL is
@@ -402,6 +462,7 @@ class Session:
         merged = rank_merge.merge(ranks, spec.may_shard, spec.dim, one_rank_length)
         trace.extend(merged.trace)
         self.infos[Side.PORT] = infos[0]
+        self._keep_contract(trace, infos[0])
         previous = self.ranks
         self.ranks = RankRun(
             tags=[{**r.tags, **info.parallel} for r, info in zip(ranks, infos, strict=True)],
@@ -511,7 +572,7 @@ class Session:
             },
             referee=referee,
             frames_png=self.pngs_written(),
-            trace_bytes={name: _trace_bytes(trace) for name, trace in self.traces.items() if len(trace)},
+            trace_bytes={name: trace_bytes(trace) for name, trace in self.traces.items() if len(trace)},
             native=found.native,
             isolated=isolated,
             parallel=found.parallel,
@@ -520,8 +581,37 @@ class Session:
             gpu_peak_mib=self.gpu_peak_mib or None,
             device_numerics=fixed or None,
             notes=([f"expected to fail: {case.reason}"] if case.expected_for() == "fail" else [])
-            + [n for info in self.infos.values() for n in info.notes],
+            + [n for info in self.infos.values() for n in info.notes]
+            + self.notes,
+            contract=self.contract_section("isolated" if main.mode is Mode.ISOLATED else "port"),
         )
+
+
+def comparison(
+    reference: Trace,
+    port: Trace,
+    adapter: FamilyAdapter,
+    policy: Policy,
+    dtype: str,
+    mode: Mode,
+    *,
+    partial: bool = False,
+    online_checks: list[Check] | tuple[Check, ...] = (),
+) -> Comparison:
+    """A port trace against the reference's: aligned, compared, the frames judged, the verdict decided.
+    `partial`: a side stopped early, so only what both sides produced is compared. What a run and
+    `parity rejudge` (saved traces) both judge by."""
+    pairs = align(reference, port, adapter)
+    if partial:
+        pairs = [p for p in pairs if p.reference is not None and p.port is not None]
+    found = compare(pairs, policy) + list(online_checks)
+    noise = None
+    reference_record, port_record = (trace.get(Key("frames")) for trace in (reference, port))
+    if reference_record is not None and port_record is not None:
+        reference_frames, port_frames = (adapter.to_canonical(r) for r in (reference_record, port_record))
+        extra, noise = frames.checks(reference_frames, port_frames, dtype, len(found))
+        found += extra
+    return Comparison.judge(mode, tuple(sorted(found, key=Check.execution_key)), noise)
 
 
 @dataclasses.dataclass
@@ -559,10 +649,17 @@ def execute(session: Session, mode: Mode) -> Outcomes:
         # Not a divergence: a side that could not run (ParityError), or a fault in parity itself,
         # whose traceback is kept in the report directory. Either way the run's verdict is `error`.
         found.error = exc.one_line() if isinstance(exc, ParityError) else session.internal_error(exc)
-        if session.prepared and found.full is None and (len(session.traces["port"]) or session.online):
+        ran = {name: len(session.traces[name]) or name in session.contracts for name in ("port", "isolated")}
+        if session.prepared and found.full is None and (ran["port"] or session.online):
             found.full = session.compare("port", Mode.FULL, partial=True)
-        if session.prepared and found.isolated is None and len(session.traces["isolated"]):
+        if session.prepared and found.isolated is None and ran["isolated"]:
             found.isolated = session.compare("isolated", Mode.ISOLATED, partial=True)
+        broken = [c for run in (found.full, found.isolated) if run for c in run.checks if c.stage == stages.CONTRACT]
+        if session.failed_side is Side.PORT and any(not c.passed for c in broken):
+            # A port that broke its Req contract and then stopped (SGLang's StageVerificationError, or a crash
+            # the malformed field caused deeper in) fails at the contract: a divergence, not a setup error.
+            session.notes.append(f"the port stopped after breaking its Req contract: {found.error}")
+            found.error = None
     return found
 
 
@@ -592,6 +689,7 @@ def run_case(
     verbose: bool = False,
     plugin_specs: tuple[str, ...] | list[str] = (),
     compare_online: bool | None = None,
+    save_traces: bool = False,
 ) -> RunReport:
     """Run both sides, compare, judge and write the report into `out_dir`, replacing what was there
     as a whole (parity.report_dir). Never raises ParityError: an error becomes verdict `error` with
@@ -606,8 +704,12 @@ def run_case(
     processes (--port-parallel) import them too; `plugins` are the names the report lists.
     compare_online: compare the full run step by step as it goes (parity.online) or from whole traces;
     None: step by step when blocks are captured at more steps than the default policy's.
+    save_traces: also write every trace into `out_dir`/traces (parity.saved_traces). An online comparison
+    drops each step's records once compared, so with it the run is compared from whole traces instead
+    (the same checks; the records held grow with steps x captured blocks), and the report says so.
     """
     mode = Mode(mode)
+    notes = []
     target = ReportDir(out_dir)
     with target as staging:
         with (
@@ -616,6 +718,13 @@ def run_case(
             library_output.to_log(staging / library_output.LOG_NAME, verbose),
         ):
             session = Session(case, staging, capture or BlockCapture(), png_writer, tuple(plugin_specs), compare_online)
+            if save_traces and session.runs_online(mode):
+                notes.append(
+                    "--save-traces: compared from whole traces, not online (an online comparison drops each step's "
+                    "records once compared); the records held grew with the steps and captured blocks"
+                )
+                progress.say(notes[-1])
+                session.compare_online = False
             found = execute(session, mode)
             main_mode = Mode.ISOLATED if mode is Mode.ISOLATED else Mode.FULL
             main = found.isolated if main_mode is Mode.ISOLATED else found.full
@@ -627,7 +736,14 @@ def run_case(
                 main, judged = with_referee(session, main)
             session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
             report = session.report(mode, main, found, judged, fixed, list(plugins))
+            report.notes += notes
         progress.say(f"writing report to {out_dir}")
+        if save_traces:  # what was recorded, also when the run stopped early
+            try:
+                where = staging / saved_traces.DIRNAME
+                report.capture["saved_traces"] = saved_traces.save(session.traces, where, session.contracts)
+            except Exception as exc:  # the report is still worth writing
+                report.notes.append(f"--save-traces: the traces could not be saved: {type(exc).__name__}: {exc}")
         write(staging, report)
         target.commit()
         return report

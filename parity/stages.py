@@ -1,5 +1,9 @@
 """Canonical stage names (public contract, see README 'Vocabulary')."""
 
+# The Req contract: the fields the port's denoising stage receives (types, lengths, shapes, the seed's
+# use), judged before any tensor is compared (parity.contract). A broken contract makes every later
+# comparison suspect (the harness reads the port's tensors from those fields), so it orders first.
+CONTRACT = "contract"
 TEXT_ENCODING = "text_encoding"
 LATENT_PREPARATION = "latent_preparation"
 TIMESTEP_PREPARATION = "timestep_preparation"
@@ -8,6 +12,7 @@ DECODING = "decoding"
 
 # Execution order: the first divergence is the earliest failing check in this order.
 ORDER: tuple[str, ...] = (
+    CONTRACT,
     TEXT_ENCODING,
     LATENT_PREPARATION,
     TIMESTEP_PREPARATION,
@@ -49,5 +54,7 @@ def phase_in_step(tensor: str, block: str | None) -> int:
 
 
 def execution_key(stage: str, step: int | None, tensor: str, block: str | None, position: int) -> tuple:
-    """Sort key in execution order: stage, step, place within the step, then trace position."""
-    return (rank(stage), -1 if step is None else step, phase_in_step(tensor, block), position)
+    """Sort key in execution order: stage, step, place within the step, then trace position. The Req
+    contract's checks are named by Req field (`latents` among them), not placed in a step: listed order."""
+    phase = 0 if stage == CONTRACT else phase_in_step(tensor, block)
+    return (rank(stage), -1 if step is None else step, phase, position)

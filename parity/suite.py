@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from parity import cases, junit
+from parity import cases, junit, sensitivity_cache
 from parity.files import write_atomic
 from parity.vocab import Mode
 
@@ -102,6 +102,18 @@ def junit_testcases(rows: list[dict[str, Any]], skipped: list[dict[str, str]]) -
     return found + [junit.skipped(s["case"], s["name"], s["why"]) for s in skipped]
 
 
+def kept_sensitivity(rows: list[dict[str, Any]], root: Path) -> list[str]:
+    """The summary line of each sensitivity table kept (`parity sensitivity`) for a case and dtype the suite
+    ran, marked stale when its key no longer holds: shown, never re-run here (it costs dozens of port runs)."""
+    found, known = [], cases.bundled()
+    for name, dtype in dict.fromkeys((r["name"], r["dtype"]) for r in rows if r["degrees"] is None):
+        case = known[name].with_overrides(dtype=dtype)
+        line = sensitivity_cache.summary(case, root, cases.cases_dir() / f"{name}.toml")
+        if line is not None:
+            found.append(f"- {name}: {line}")
+    return found
+
+
 def write_junit(path: Path, rows: list[dict[str, Any]], skipped: list[dict[str, str]]) -> None:
     junit.write(path, "parity.suite", junit_testcases(rows, skipped))
 
@@ -170,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if not fd else ", ".join(f"{k}={v}" for k, v in fd.items() if v is not None)
         lines.append(f"| {r['case']} | {r['dtype']} | {r['verdict']} | {r['expected']} | {where} | {r['seconds']} |")
     table = "\n".join(lines) + "\n" + "".join(f"\nskipped: {s['case']} ({s['why']})" for s in skipped)
+    kept = kept_sensitivity(rows, args.reports / "sensitivity")
+    if kept:  # what each pass is worth, from the kept tables (parity sensitivity)
+        title = "## Sensitivity (kept tables of `parity sensitivity`, not re-run by the suite)"
+        table += f"\n\n{title}\n\n" + "\n".join(kept)
     write_atomic(args.reports / "summary.md", "# Bundled cases\n\n" + table)
     write_junit(args.reports / "junit.xml", rows, skipped)
     print("\n" + table)

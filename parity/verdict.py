@@ -47,10 +47,12 @@ class Verdict:
 def _feeds(earlier: str, later: str) -> bool:
     """Whether a tensor of stage `earlier` is an input (directly or not) of stage `later`.
 
-    Text encoding, latent preparation and timestep preparation are independent roots;
-    denoising consumes all three and decoding consumes denoising.
+    The Req contract feeds every stage: the port's tensors are read from its fields, and a field of the
+    wrong type, length or origin (an unseeded noise) makes what follows suspect. Text encoding, latent
+    preparation and timestep preparation are independent roots; denoising consumes all three and
+    decoding consumes denoising.
     """
-    return earlier == later or stages.rank(later) >= stages.rank(stages.DENOISING)
+    return earlier in (later, stages.CONTRACT) or stages.rank(later) >= stages.rank(stages.DENOISING)
 
 
 def classify(checks: Iterable[Check], isolated: bool = False) -> dict[tuple, Role]:

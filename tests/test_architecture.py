@@ -14,21 +14,22 @@ LIBRARIES = ("sglang", "diffusers", "transformers")
 LAYERS = [
     {"vocab", "errors", "stages", "files", "progress", "config", "library_output", "report_dir", "interrupts"},
     {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins", "hub"},
+    {"saved_traces"},
     {"parallel"},
     {"align", "cases", "case_schema", "noise"},
     {"compare", "rank_merge", "online"},
-    {"verdict", "hints", "components", "referee", "frames"},
+    {"verdict", "hints", "components", "referee", "frames", "sensitivity", "contract"},
     {"results"},
-    {"report", "junit", "reports"},
-    {"families", "fixture_cache", "inputs", "taps"},
+    {"report", "junit", "reports", "plots", "report_html", "sensitivity_table"},
+    {"families", "fixture_cache", "inputs", "taps", "sensitivity_cache"},
     {"runners"},
-    {"session"},
-    {"cli", "suite", "bench", "overhead", "margins", "calibrate", "__main__", "__init__"},
+    {"session", "rejudge", "sensitivity_run"},
+    {"cli", "suite", "bench", "overhead", "margins", "calibrate", "__main__", "__init__", "pytest_plugin"},
 ]
 # Modules that judge recorded tensors: fast to test on synthetic data, so no pipeline library.
 NUMERICS = {"metrics", "tolerance", "compare", "verdict", "noise", "report", "results", "hints", "evidence"}
 NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel", "online"}
-NUMERICS |= {"junit", "reports"}
+NUMERICS |= {"junit", "reports", "plots", "report_html", "sensitivity", "sensitivity_table", "contract"}
 
 
 def top(module: str) -> str:

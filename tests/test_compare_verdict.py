@@ -367,7 +367,7 @@ def test_label_and_execution_key():
     assert block.label() == "denoising/hidden_states step 1 block transformer_blocks.0"
     # a block's record sits between the DiT's inputs (0) and outputs (2, 3), whatever its tensor's name
     named = compare_pair(Pair(Key("noise_pred", 1, "transformer_blocks.0"), stages.DENOISING, x, x), POLICY, order=7)
-    assert named.execution_key() == (3, 1, 1, 7)
+    assert named.execution_key() == (stages.rank(stages.DENOISING), 1, 1, 7)
 
 
 def test_row_holds_the_tolerance_the_numbers_and_the_role():

@@ -118,9 +118,10 @@ def test_online_checks_equal_whole_trace_checks(drift: float) -> None:
     comparison, exclusive, calls = online_run(5, drift)
     results = comparison.run(calls)
     assert results == {Side.REFERENCE: "reference done", Side.PORT: "port done"}
-    found = compare(
-        align(comparison.traces[Side.REFERENCE], comparison.traces[Side.PORT], FLUX), Policy("float32")
-    ) + comparison.checks
+    found = (
+        compare(align(comparison.traces[Side.REFERENCE], comparison.traces[Side.PORT], FLUX), Policy("float32"))
+        + comparison.checks
+    )
     rows = sorted((c.tensor, c.step, c.block, c.passed, c.metrics.rel_l2 if c.metrics else None) for c in found)
     assert rows == batch_checks(5, drift)
     assert any(not passed for *_, passed, _ in rows) == (drift > 0)

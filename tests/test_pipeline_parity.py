@@ -61,6 +61,9 @@ def test_clean_port_passes_against_the_native_pipeline_in_both_modes(tmp_path, d
             "pooled_prompt_embeds",
         )
     }
+    # the Req contract of Flux's denoising router (no CFG here: no negative_prompt_embeds)
+    contract = ("prompt_embeds", "latents", "timesteps", "num_inference_steps", "generator", "raw_latent_shape")
+    expected |= {("contract", f, None, None) for f in (*contract, "height", "width", "latents_seed")}
     expected |= {
         ("latent_preparation", "latents", None, None),
         ("timestep_preparation", "timesteps", None, None),
@@ -157,6 +160,58 @@ def test_fault_in_the_port_is_localized_with_a_hint(tmp_path, plugin, case, wher
         assert any(hint in h["likely_cause"] for h in doc["hints"]), doc["hints"]
     downstream = [c for c in doc["checks"] if c["role"] == "downstream"]
     assert downstream and all(not c["passed"] for c in downstream)
+
+
+# Req contract faults (tests/plugins/fault_contract_*.py): field, words of its check's message, words of a note
+CONTRACT_FAULTS = [
+    (
+        "fault_contract_bare_prompt_embeds.py",
+        "prompt_embeds",
+        "SGLang's TextEncodingStage.verify_output rejected Req.prompt_embeds (StageVerificationError)",
+        "the port stopped after breaking its Req contract: SGLang (port) failed: StageVerificationError",
+    ),
+    (
+        "fault_contract_drop_encoder_embeds.py",
+        "prompt_embeds",
+        "Req.prompt_embeds holds 1 tensor where 2 are expected (one per text encoder: text_encoder, text_encoder_2)",
+        "the port stopped after breaking its Req contract: SGLang (port) failed: IndexError",
+    ),
+    (
+        "fault_contract_unseeded_generator.py",
+        "latents_seed",
+        "Req.generator was seeded with 67280421310721 (torch's default: the generator was never seeded), not the "
+        "case's seed 0, when LatentPreparationStage drew the initial noise; the seed is not used",
+        None,
+    ),
+    (
+        "fault_contract_raw_latent_shape.py",
+        "raw_latent_shape",
+        "Req.raw_latent_shape is (1, 4, 16, 16) (the shape before packing, as the skill describes it) but "
+        "Req.latents is (1, 64, 16)",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("plugin", "field", "message", "note"), CONTRACT_FAULTS, ids=[f[0] for f in CONTRACT_FAULTS])
+def test_a_broken_req_contract_is_the_first_divergence_with_the_field_and_the_rule(
+    tmp_path, plugin, field, message, note
+):
+    """A port that breaks the Req contract fails at stage `contract` (exit 1), named by the field, before any
+    tensor it explains; one that stops on it (SGLang's StageVerificationError, or a crash the field causes
+    deeper in) is a failure too, not a setup error."""
+    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / plugin))
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert doc["verdict"] == "fail" and doc["error"] is None
+    assert doc["first_divergence"] == {"stage": "contract", "tensor": field, "step": None, "block": None}
+    [row] = [c for c in doc["checks"] if c["stage"] == "contract" and not c["passed"]]
+    assert row["tensor"] == field and message in row["message"] and row["role"] == "cause"
+    assert f"first divergence: stage=contract, tensor={field}" in proc.stdout.splitlines()[0]
+    assert any(h["at"] == f"contract/{field}" for h in doc["hints"])
+    stopped = [n for n in doc["notes"] if n.startswith("the port stopped")]
+    assert len(stopped) == (note is not None) and all(n.startswith(note) for n in stopped), doc["notes"]
+    # every failure after the contract's is downstream of it
+    assert all(c["role"] == "downstream" for c in doc["checks"] if not c["passed"] and c is not row)
 
 
 # In bf16 only faults above the bf16 noise floor are expected to show (README, "Tolerances").

@@ -285,4 +285,3 @@ def test_zero_is_a_tolerance():
         stages.DECODING, "frames"
     )
     assert (frames.atol, frames.rtol, frames.rel_l2) == (0.0, 0.0, 0.0)
-

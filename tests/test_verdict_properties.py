@@ -12,20 +12,33 @@ from parity.compare import Check
 from parity.tolerance import Tolerance
 from parity.verdict import classify, decide
 
-TEXT, LATENT, TIMESTEP = stages.TEXT_ENCODING, stages.LATENT_PREPARATION, stages.TIMESTEP_PREPARATION
+CONTRACT, TEXT, LATENT, TIMESTEP = (
+    stages.CONTRACT,
+    stages.TEXT_ENCODING,
+    stages.LATENT_PREPARATION,
+    stages.TIMESTEP_PREPARATION,
+)
 DENOISING, DECODING = stages.DENOISING, stages.DECODING
-# The stages whose tensors a stage's tensors depend on (itself included): text encoding, latent and
-# timestep preparation are independent roots; denoising consumes all three; decoding all four.
+# The stages whose tensors a stage's tensors depend on (itself included): the Req contract feeds every
+# stage (the port's tensors are read from its fields); text encoding, latent and timestep preparation
+# are independent roots beside it; denoising consumes all three; decoding all four.
 INPUTS = {
-    TEXT: {TEXT},
-    LATENT: {LATENT},
-    TIMESTEP: {TIMESTEP},
-    DENOISING: {TEXT, LATENT, TIMESTEP, DENOISING},
-    DECODING: {TEXT, LATENT, TIMESTEP, DENOISING, DECODING},
+    CONTRACT: {CONTRACT},
+    TEXT: {CONTRACT, TEXT},
+    LATENT: {CONTRACT, LATENT},
+    TIMESTEP: {CONTRACT, TIMESTEP},
+    DENOISING: {CONTRACT, TEXT, LATENT, TIMESTEP, DENOISING},
+    DECODING: {CONTRACT, TEXT, LATENT, TIMESTEP, DENOISING, DECODING},
 }
 # Execution order by hand: groups in the order a pipeline runs them; within a group, the trace order
-# (Check.order) decides. (stage, tensor, step, block)
+# (Check.order) decides. (stage, tensor, step, block). The contract's checks are named by Req field, as
+# tensors of other stages are (`prompt_embeds`, `latents`): a check is told apart by its stage too.
 GROUPS: list[list[tuple]] = [
+    [
+        (CONTRACT, "prompt_embeds", None, None),
+        (CONTRACT, "latents", None, None),
+        (CONTRACT, "latents_seed", None, None),
+    ],
     [
         (TEXT, "input_ids.0", None, None),
         (TEXT, "prompt_embeds", None, None),

@@ -43,6 +43,11 @@ def get(name: str) -> FamilyAdapter:
         raise ParityError(f"unknown family {name!r}; known: {', '.join(sorted(_ADAPTERS))}") from None
 
 
+def known() -> list[str]:
+    """The names of the registered families (the bundled adapters and any a plugin registered), sorted."""
+    return sorted(_ADAPTERS)
+
+
 def detect(model_dir: Path) -> FamilyAdapter:
     """The adapter whose Diffusers pipeline class is the directory's model_index.json `_class_name`."""
     class_name = read_model_index(model_dir).get("_class_name")

@@ -35,6 +35,9 @@ class RunInfo:
     # The port's process-group degrees as SGLang resolved them, and the DiT's parameter count in this
     # process: a tensor-parallel rank holds only its shard of the split layers.
     parallel: dict = field(default_factory=dict)
+    # The port's Req contract as observed (parity.contract): the Req the denoising stage received, the
+    # generator when the initial latents were drawn, SGLang's failed stage verifications. Plain data.
+    contract: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -401,7 +401,7 @@ class KernelRouting(list[str]):
 
 
 def summarize(ran: dict[str, int]) -> str:
-    """"native" when no SGLang kernel ran, else "native except: <kernel> x<count>, ..." (most first)."""
+    """ "native" when no SGLang kernel ran, else "native except: <kernel> x<count>, ..." (most first)."""
     if not ran:
         return "native"
     listed = sorted(ran.items(), key=lambda item: (-item[1], item[0]))

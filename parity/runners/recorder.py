@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from parity import stages
+from parity import progress, stages
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
@@ -49,6 +49,7 @@ class DenoisingRecorder:
 
     def __init__(self, trace: Trace, case: Case, adapter: FamilyAdapter, side: Side, options: RunOptions) -> None:
         self.trace = trace
+        self.side, self.total_steps = side, case.steps
         self.cfg = case.cfg_enabled
         self.layout = adapter.latent_layout
         self.size: dict[str, Any] = {"height": case.height, "width": case.width}
@@ -205,6 +206,7 @@ class DenoisingRecorder:
         replacement = replace_first(result, self._reference("latents", latents))
         self.step += 1
         self.calls_this_step = 0
+        progress.step(self.side, self.step, self.total_steps)  # the console's step count, from parity's own count
         return replacement
 
     def _captures(self) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.multiprocessing
 
+from parity import progress
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
@@ -122,6 +123,7 @@ def _stop(processes: list[Any]) -> None:
 def rank_main(rank: int, spec: dict[str, Any]) -> None:
     """One rank's process (the spawn target): run the case, write the trace and the rank's place."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the ranks
+    progress.quiet = True  # the parent announces the ranks' run: N ranks' step lines would only interleave
     work_dir = Path(spec["work_dir"])
     world = int(spec["world_size"])
     os.environ.update(
@@ -136,7 +138,9 @@ def rank_main(rank: int, spec: dict[str, Any]) -> None:
         trace.save(work_dir / f"rank{rank}.safetensors")
         done = {
             "tags": tags,
-            "info": {k: getattr(info, k) for k in ("pipeline", "components", "notes", "port_ops", "parallel")},
+            "info": {
+                k: getattr(info, k) for k in ("pipeline", "components", "notes", "port_ops", "parallel", "contract")
+            },
         }
         (work_dir / f"rank{rank}.json").write_text(json.dumps(done))
     except BaseException as exc:  # the parent reads the message; the traceback is kept beside the report

@@ -26,6 +26,7 @@ from parity.inputs import pipeline_inputs
 from parity.runners import RunInfo, RunOptions, port_ops, qualified_name
 from parity.runners.cache import PipelineCache
 from parity.runners.recorder import DenoisingRecorder
+from parity.runners.req_contract import ReqContract
 from parity.runners.req_fields import ReqFields
 from parity.runners.stage_taps import tap_encoder_inputs, tap_tokenizer, tap_vae_decode, text_encoders
 from parity.runners.teacher import Teacher
@@ -278,6 +279,34 @@ def forward(loaded: Loaded, req: Any) -> Any:
     return output, kernels
 
 
+def _after_stage(stage: Any, fields: ReqFields, req_contract: ReqContract, taps: Taps) -> Any:
+    """What runs when a stage's forward returns: its Req fields recorded (and teacher-forced), then the
+    Req contract's note of the stage that drew the initial latents."""
+
+    def on_call(args: tuple, kwargs: dict, out: Any) -> None:
+        fields.after_stage(out, taps)
+        req_contract.after_stage(stage, out)
+
+    return on_call
+
+
+def _is_standard(stage: Any) -> bool:
+    """SGLang's standard DenoisingStage (or a subclass), or the router that hands the Req to one (Flux's
+    ProgressiveDenoisingStageRouter calls its standard stage's forward, so only the router's own
+    verification runs): the stage whose Req contract the skill states."""
+    from sglang.multimodal_gen.runtime.pipelines_core.stages.denoising import DenoisingStage
+
+    return isinstance(stage, DenoisingStage) or isinstance(getattr(stage, "standard_stage", None), DenoisingStage)
+
+
+def _denoiser(pipe: Any) -> Any:
+    """The stage the Req contract is observed at: the first standard DenoisingStage, else the first stage
+    SGLang gives the denoiser role (a model-specific denoiser: Helios' chunked stage), else None."""
+    standard = [stage for stage in pipe.stages if _is_standard(stage)]
+    denoisers = [s for s in pipe.stages if getattr(getattr(s, "role_affinity", None), "name", None) == "DENOISER"]
+    return (standard or denoisers or [None])[0]
+
+
 class SGLangRunner:
     """The port side's Runner (see parity.runners.Runner)."""
 
@@ -324,6 +353,9 @@ class SGLangRunner:
         loop = DenoisingRecorder(trace, case, adapter, Side.PORT, options)
         teacher = Teacher(options.teacher) if options.teacher is not None else None
         fields = ReqFields(trace, case, adapter, teacher, loop)
+        encoders = sorted(name for name, m in pipe.modules.items() if name.startswith("text_encoder") and m is not None)
+        req_contract = ReqContract(run_info.contract, encoders)
+        denoiser = _denoiser(pipe)
 
         with Taps() as taps:
             for stage in pipe.stages:
@@ -336,8 +368,12 @@ class SGLangRunner:
                 for index, tokenizer in enumerate(tokenizers):
                     if tokenizer is not None:
                         tap_tokenizer(taps, tokenizer, index, trace, case.prompt, teacher, adapter)
-                taps.wrap_method(stage, "forward", lambda a, k, out: fields.after_stage(out, taps))
+                # One tap per method (a second one on the same method would not run): the Req contract's
+                # generator watch before the stage, its fields (recorded, teacher-forced) after it.
+                after = _after_stage(stage, fields, req_contract, taps)
+                taps.wrap_method(stage, "forward", after, before=req_contract.before_stage)
                 fields.tap_noise(stage, taps)  # a stage that draws the initial noise itself (noise_in_denoising)
+                req_contract.tap(stage, taps, denoiser=stage is denoiser, standard=_is_standard(stage))
             if adapter.encoder_input_ids:
                 for index, encoder in enumerate(text_encoders(pipe.modules)):
                     tap_encoder_inputs(taps, encoder, index, trace, teacher)
