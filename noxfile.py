@@ -39,7 +39,19 @@ def shared_python(session: nox.Session) -> str:
             session.run(sys.executable, "-m", "venv", str(ENV), external=True)
     if not STAMP.exists() or STAMP.read_text() != want:
         if uv:
-            session.run(uv, "pip", "install", "--python", str(python), "-e", f"{ROOT}[test]", external=True)
+            # --compile-bytecode: pip compiles at install, uv does not; where PYTHONDONTWRITEBYTECODE is set,
+            # every `python -m parity` would then compile sglang, diffusers and transformers again (+12 s a run)
+            session.run(
+                uv,
+                "pip",
+                "install",
+                "--compile-bytecode",
+                "--python",
+                str(python),
+                "-e",
+                f"{ROOT}[test]",
+                external=True,
+            )
         else:
             session.run(str(python), "-m", "pip", "install", "--upgrade", "pip", external=True)
             session.run(str(python), "-m", "pip", "install", "-e", f"{ROOT}[test]", external=True)

@@ -240,7 +240,15 @@ def test_an_old_run_is_replaced_whole_and_files_are_readable_by_others(tmp_path)
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["checks.csv", "libraries.log", "port.png", "reference.png", "report.json", "report.md"]
+    assert names == [
+        "checks.csv",
+        "libraries.log",
+        "port.png",
+        "reference.png",
+        "report.html",
+        "report.json",
+        "report.md",
+    ]
     assert json.loads((out / "report.json").read_text()).get("old") is None
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o666 & ~_umask())}
     assert _no_staging_left(tmp_path)
