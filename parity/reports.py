@@ -545,9 +545,10 @@ def _stage_rank(stage: str) -> tuple[int, str]:
 
 
 def _sort_key(change: Change) -> tuple:
-    """Stage in execution order; in a stage, new failures first, then other status changes (both in
-    execution order), the errors that moved most, then checks one side lacks."""
-    kind = _KIND_ORDER[change.kind]
+    """Stage in execution order; in a stage, new failures first (with the failing checks only B has:
+    the default policy's rerun records a failing step's blocks in B alone, the cause among them), then
+    other status changes (both in execution order), the errors that moved most, then checks one side lacks."""
+    kind = _KIND_ORDER[NEW_FAILURE if change.kind == ONLY_B and change.passed_b is False else change.kind]
     moved = 0.0
     if change.kind == MOVED:
         moved = -max(_log_size(change.rel_l2_ratio), _log_size(change.max_abs_ratio))
