@@ -4,8 +4,8 @@ testing of the pure modules).
 
 All sessions share one virtualenv, .nox/shared, installed once and reused while pyproject.toml
 is unchanged: sglang[diffusion] takes minutes to install, so a CI run pays for it once, not once
-per session. It is installed with uv when uv is on PATH (measured 3.5x faster than pip for this
-environment: docs/performance.md), else with pip.
+per session. It is installed with uv when uv is on PATH (measured 1.9x faster than pip for this
+environment, bytecode compiled by both: docs/performance.md), else with pip.
 """
 
 from __future__ import annotations
