@@ -2,7 +2,7 @@
 
 Reads report.json files and prints, per tolerance kind, the largest atol any check needed (at the
 kind's rtol) and the largest rel_l2, beside the limits the run used. This is how the default
-tolerances were calibrated (README "Tolerances"): from clean runs, with a margin, per device and dtype.
+tolerances were calibrated (docs/tolerances.md): from clean runs, with a margin, per device and dtype.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Canonical stage names (public contract, see README 'Vocabulary')."""
+"""Canonical stage names (public contract, see README, 'What is compared (public vocabulary)')."""
 
 # The Req contract: the fields the port's denoising stage receives (types, lengths, shapes, the seed's
 # use), judged before any tensor is compared (parity.contract). A broken contract makes every later

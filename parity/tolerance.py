@@ -6,7 +6,7 @@ the elementwise rule catches outliers, the norm rule catches small systematic er
 shift, a slightly wrong scale) that bf16's wide elementwise tolerance would let through.
 Exact kinds (token ids, masks, initial noise) must be equal. Overrides come from `[tool.parity]` in
 pyproject.toml and from a case file, keyed by kind or by tensor name (tensor name wins).
-The defaults and the measurements behind them are in README.md, "Tolerances".
+The defaults and the measurements behind them are in docs/tolerances.md.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ FLOAT32_ROUNDING = Tolerance(atol=1e-6, rtol=2.4e-7)
 # and the other does not fails here (Flux: Diffusers embeds 888 for t = 888.64, SGLang 888.64).
 TIME_EMBEDDING_INPUT = Tolerance(atol=1e-6, rtol=4.8e-7)
 
-# kind -> tolerance, per run dtype. Calibrated on clean flux-tiny runs (README "Tolerances"):
+# kind -> tolerance, per run dtype. Calibrated on clean flux-tiny runs (docs/tolerances.md):
 # each float tolerance sits about 10x above the largest clean error seen, and far below what
 # the fault-injection plugins produce.
 DEFAULTS: dict[str, dict[str, Tolerance]] = {
@@ -83,7 +83,7 @@ DEFAULTS: dict[str, dict[str, Tolerance]] = {
     },
 }
 
-# GPU runs have their own table, calibrated on clean runs on an NVIDIA H200 (README "Running on a GPU":
+# GPU runs have their own table, calibrated on clean runs on an NVIDIA H200 (docs/tolerances.md, "GPU tolerances":
 # flux-tiny fp32 and bf16, flux-wide bf16 at real width, 28 steps; `python -m parity.margins` on the
 # reports). fp32 (TF32 off, parity.numerics): every kind within the CPU limits with >= 3x margin, so
 # the same limits. bf16, largest clean error -> limit: embeddings 0.030 / rel 0.0064 -> 0.1 / 0.02;
@@ -101,8 +101,8 @@ DEFAULTS_BY_DEVICE = {"cpu": DEFAULTS, "cuda": CUDA_DEFAULTS}
 
 # The port's ranks against the same port at one rank (--port-parallel): one library, the same weights and
 # inputs; only the collectives' reduction order and the shards' arithmetic differ, so every float kind
-# is held tighter than between the libraries. Calibrated on the clean 2-rank CPU runs of README
-# "Multi-rank ports" (Qwen-Image at tp/ulysses/kvgather/cfg=2, Wan at tp/ulysses=2, fp32), largest
+# is held tighter than between the libraries. Calibrated on the clean 2-rank CPU runs of
+# docs/families.md, "Multi-rank runs" (Qwen-Image at tp/ulysses/kvgather/cfg=2, Wan at tp/ulysses=2, fp32), largest
 # difference per kind: blocks 8.9e-7 (rel L2 3.9e-7), DiT output 5.1e-6 (rel L2 1.6e-6), latents
 # 1.0e-5 where they reach ~20 (rel L2 5.7e-7), embeddings 1.2e-6, frames 1.2e-6; tokens, noise and
 # schedule bit-identical. One limit for every float kind, 6x above the largest relative error; bf16
@@ -128,8 +128,8 @@ def one_rank_policy(dtype: str, device: str = "cpu") -> Policy:
 
 # Decoded frames against the reference, on 8-bit values (parity.frames): the lowest SSIM and PSNR
 # and the highest mean absolute difference accepted, per dtype. Calibrated on clean flux-tiny
-# (README "Noise detection"): fp32 SSIM 0.99999998, PSNR 90.3 dB, mean abs 6e-5; bf16 SSIM 0.99894,
-# PSNR 44.7 dB, mean abs 0.93.
+# (docs/tolerances.md, "Frame checks and the noise detector"): fp32 SSIM 0.99999998, PSNR 90.3 dB,
+# mean abs 6e-5; bf16 SSIM 0.99894, PSNR 44.7 dB, mean abs 0.93.
 FRAME_LIMITS: dict[str, dict[str, float]] = {
     "float32": {"ssim": 0.999, "psnr_db": 50.0, "mean_abs_u8": 0.1},
     "bfloat16": {"ssim": 0.99, "psnr_db": 35.0, "mean_abs_u8": 3.0},

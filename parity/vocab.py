@@ -1,5 +1,6 @@
 """The closed sets of words a run's results are made of. Each is a StrEnum, so a member compares
-equal to its string and report.json keeps the strings users' CI reads (see README, "Vocabulary")."""
+equal to its string and report.json keeps the strings users' CI reads (see README, "What is compared
+(public vocabulary)")."""
 
 from __future__ import annotations
 

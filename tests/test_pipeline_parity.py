@@ -214,7 +214,7 @@ def test_a_broken_req_contract_is_the_first_divergence_with_the_field_and_the_ru
     assert all(c["role"] == "downstream" for c in doc["checks"] if not c["passed"] and c is not row)
 
 
-# In bf16 only faults above the bf16 noise floor are expected to show (README, "Tolerances").
+# In bf16 only faults above the bf16 noise floor are expected to show (docs/tolerances.md).
 BF16_FAULTS = [FAULTS[i] for i in (0, 1, 2, 3, 8)]
 
 

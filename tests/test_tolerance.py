@@ -6,7 +6,7 @@ from parity import stages, tolerance
 from parity.errors import ParityError
 from parity.tolerance import CUDA_DEFAULTS, DEFAULTS, Policy, Tolerance, kind_of
 
-# README "Tolerances": kind -> fp32 and bf16 (atol, rtol, rel_l2), "exact" for the bit-exact kinds.
+# docs/tolerances.md: kind -> fp32 and bf16 (atol, rtol, rel_l2), "exact" for the bit-exact kinds.
 DOCUMENTED = {
     "tokens": ("exact", "exact"),
     "initial_noise": ("exact", "exact"),
@@ -21,7 +21,7 @@ DOCUMENTED = {
 }
 KINDS = tuple(DOCUMENTED)
 FLOAT_KINDS = [kind for kind, (f32, _) in DOCUMENTED.items() if f32 != "exact"]
-# README "Running on a GPU": the bf16 limits (atol, rel_l2) calibrated on the GPU; fp32 is the CPU's.
+# docs/tolerances.md, "GPU tolerances": the bf16 limits (atol, rel_l2) calibrated on the GPU; fp32 is the CPU's.
 DOCUMENTED_CUDA_BF16 = {
     "embeddings": (0.1, 0.02),
     "denoise_latents": (0.15, 0.025),

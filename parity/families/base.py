@@ -134,7 +134,7 @@ class PortSpec(SideSpec):
     """The port side: SGLang's native pipeline and its `Req` contract (beside `SideSpec`'s facts).
 
     model_id: the model id that makes SGLang resolve its native pipeline for a local dir (a local
-        directory name does not match SGLang's registry: see README, "Fallback trap").
+        directory name does not match SGLang's registry: see docs/how-it-works.md, "The fallback trap").
     pipeline: the native SGLang pipeline class the port must resolve to.
     prompt_embeds / negative_prompt_embeds: the canonical name of each element of the port's
         `Req.prompt_embeds` / `Req.negative_prompt_embeds` lists.
