@@ -126,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         "judge the port equivalent if its error is within 2x the reference's own",
     )
     run.add_argument(
+        "--audit",
+        choices=["fp64"],
+        default=None,
+        help="also replay the first step's DiT call and every block in float64 on both sides (the port on the "
+        "reference's inputs) and fail on any difference float64 rounding cannot explain: logic differences "
+        "below the run dtype's rounding (about 2 more pipeline runs)",
+    )
+    run.add_argument(
         "--verbose",
         action="store_true",
         help="let the libraries print to the console (default: their output goes to libraries.log in --out)",
@@ -345,6 +353,7 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         plugin_specs=args.plugin,
         save_traces=args.save_traces,
+        audit_mode=args.audit,
     )
     for line in console_lines(report, out):
         print(line)
@@ -472,6 +481,10 @@ def console_lines(report: RunReport, out: Path) -> list[str]:
             f"(closer to fp64: {judged['closer']}; port vs reference in fp64: "
             f"{judged['port_fp64_vs_reference_fp64']:.3g})"
         )
+    if report.audit:
+        from parity import audit  # here, not at the top: the CLI validates its input before torch loads
+
+        lines.append("  " + audit.describe(report.audit))
     lines += [f"  hint ({hint['at']}): {hint['symptom']}: likely {hint['likely_cause']}" for hint in report.hints]
     lines.append(f"report: {out / 'report.md'}")
     return lines

@@ -152,12 +152,14 @@ def compare_pair(
         side = "port" if pair.port is None else "reference"
         return check(False, status, f"the {side} produced no {key.label()}", metrics=None)
     ref, port = pair.reference, pair.port
+    # where the pair's token or channel axis lies (canonical layout), for the evidence that reads one
+    axes = evidence.axes(pair.stage, key.tensor, ref.ndim)
     m, min_atol = measured or metrics.compute_batch([(ref, port, 0.0 if tol.exact else tol.rtol)])[0]
     if not m.shape_match:
         msg = f"shape {list(port.shape)} vs reference {list(ref.shape)}"
-        return check(False, Status.SHAPE, msg, metrics=m, evidence=evidence.gather(ref, port))
+        return check(False, Status.SHAPE, msg, metrics=m, evidence=evidence.gather(ref, port, **axes))
     passed, status, min_atol, msg = _judge(ref, port, tol, m.rel_l2, min_atol)
-    found = {} if passed else evidence.gather(ref, port)
+    found = {} if passed else evidence.gather(ref, port, **axes)
     return check(passed, status, msg, metrics=m, min_atol=min_atol, evidence=found)
 
 

@@ -22,6 +22,8 @@ _BY_TENSOR = {
 
 def component_of(check: Check, cfg: bool) -> str:
     base = check.tensor.split(".")[0].removeprefix("negative_")
+    if check.stage == stages.AUDIT:  # the float64 audit's components are named apart from the run dtype's
+        return f"float64 audit: {'DiT' if check.block is None else check.block}"
     if check.block is not None:
         return "DiT embedders" if check.block == "embedders" else f"DiT block {check.block}"
     if check.stage == stages.CONTRACT:

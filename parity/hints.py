@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from parity import stages
 from parity.compare import Check
+from parity.evidence import MAX_TOKEN_SHIFT
 from parity.vocab import Status
 
 Hint = dict[str, str]
@@ -21,6 +22,19 @@ def _fits(check: Check, kind: str, limit: float = 1e-3) -> bool:
     """The port is (almost exactly) the reference under a fitted scale or offset."""
     residual = check.evidence.get(f"rel_l2_after_{kind}")
     return residual is not None and residual < limit
+
+
+def _explains(check: Check, residual: float | None) -> bool:
+    """What a fitted map (a token shift, a per-channel affine map) leaves is within the tensor's own rel L2
+    tolerance (1e-3 at least, as `_fits`): the map explains the failure."""
+    limit = max(1e-3, check.tolerance.rel_l2 or 0.0)
+    return residual is not None and residual <= limit
+
+
+def _few(values: list[float], shown: int = 4) -> str:
+    """The first `shown` numbers of a per-channel list, "(a, b, c, d, ... of 16)"."""
+    head = ", ".join(f"{v:.3g}" for v in values[:shown])
+    return f"({head}{f', ... of {len(values)}' if len(values) > shown else ''})"
 
 
 def _passed(checks: list[Check], tensor: str, step: int | None = None, prefix: bool = False) -> bool:
@@ -51,7 +65,61 @@ def _schedule(cause: Check, checks: list[Check]) -> Hint:
     return {"symptom": "sigmas/timesteps differ", "likely_cause": why}
 
 
+def _token_window(cause: Check) -> Hint | None:
+    """The port's tokens (ids or embeddings) are the reference's cut at another length or shifted by a few
+    tokens (parity.evidence.token_shift): where the token window starts or ends differs."""
+    ev = cause.evidence
+    port_len, ref_len = ev.get("token_length_port"), ev.get("token_length_reference")
+    shift = ev.get("token_shift")
+    lined_up = shift is not None and _explains(cause, ev.get("rel_l2_after_token_shift"))
+    if port_len is None and not lined_up:
+        return None
+    ids = cause.tensor.split(".")[0].endswith("input_ids")
+    found = []
+    if port_len is not None and ref_len is not None:
+        found.append(f"{port_len} tokens in the port, {ref_len} in the reference ({port_len - ref_len:+d})")
+    if lined_up and shift == 0:
+        overlap, residual = ev["token_shift_overlap"], ev["rel_l2_after_token_shift"]
+        found.append(f"their first {overlap} tokens agree (rel L2 {residual:.2g})")
+    elif lined_up:
+        found.append(
+            f"shifted by {shift:+d} they agree: port token i{shift:+d} = reference token i over "
+            f"{ev['token_shift_overlap']} tokens (rel L2 {ev['rel_l2_after_token_shift']:.2g})"
+        )
+    symptom = f"{cause.tensor} differ in their token window: " + "; ".join(found)
+    prefix = "a token added at the start (BOS) or a prompt template that starts differently"
+    if not ids:
+        prefix = (
+            "the chat-template prefix dropped at another index (prompt_template_encode_start_idx / drop_idx "
+            f"off by {abs(shift or 0)}), or a BOS token added or stripped"
+        )
+    if lined_up and shift and shift > 0:
+        why = f"the port keeps {shift} more token(s) at the start than the reference: {prefix}"
+    elif lined_up and shift:
+        why = f"the port drops {-shift} token(s) at the start that the reference keeps: {prefix}"
+    elif lined_up and port_len is not None and ref_len is not None and port_len > ref_len:
+        why = (
+            f"the same tokens, {port_len - ref_len} more at the end in the port: a longer max length "
+            "(max_sequence_length, the tokenizer's max_length), padding kept where the reference keeps only the "
+            "attention-masked tokens, or an EOS token added"
+        )
+    elif lined_up:
+        why = (
+            f"the same tokens, the port stops {(ref_len or 0) - (port_len or 0)} earlier: a shorter max length or "
+            "truncation, padding dropped where the reference pads to a fixed length, or an EOS token stripped"
+        )
+    else:
+        why = (
+            f"the token counts differ and no shift of up to {MAX_TOKEN_SHIFT} tokens lines them up: the prompt "
+            "template, max length, padding or truncation differ, and the tokens themselves too"
+        )
+    return {"symptom": symptom, "likely_cause": why}
+
+
 def _text(cause: Check, checks: list[Check]) -> Hint:
+    window = _token_window(cause)
+    if window is not None:
+        return window
     if cause.tensor.split(".")[0].endswith(("input_ids", "attention_mask")):
         why = "tokenization: padding side or max_length, truncation, special tokens, or the prompt template"
         return {"symptom": f"{cause.tensor} differs", "likely_cause": why}
@@ -100,11 +168,94 @@ def _denoising(cause: Check, checks: list[Check], isolated: list[Check] | None =
             "(uncond + s * (cond - uncond)), the scale used (true_cfg_scale vs guidance_scale), or renormalization"
         )
         return {"symptom": "CFG output differs with equal branches", "likely_cause": why}
+    if cause.tensor in _BRANCHES:
+        one = _one_branch(cause, checks)
+        if one is not None:
+            return one
+    if cause.tensor in ("noise_pred", "noise_pred_cond") and inputs_equal:
+        after = _after_last_block(cause, checks)
+        if after is not None:
+            return after
     if cause.tensor == "dit_timestep":
         return _schedule(cause, checks) | {"symptom": "the DiT's timestep input differs"}
     if cause.tensor.startswith("dit_time_embedding_input"):
         return _time_embedding(cause)
     return None
+
+
+# A CFG branch's DiT output -> (the branch, the other branch's output, what only this branch receives).
+_BRANCHES = {
+    "noise_pred_uncond": (
+        "unconditional",
+        "noise_pred_cond",
+        "the negative branch's inputs: negative_prompt_embeds as the DiT receives them (its attention mask, its "
+        "length: padding or truncation, the text lengths its RoPE is built for), the negative branch's timestep "
+        "or guidance",
+    ),
+    "noise_pred_cond": (
+        "conditional",
+        "noise_pred_uncond",
+        "the positive branch's inputs: prompt_embeds as the DiT receives them (attention mask, length, the text "
+        "lengths its RoPE is built for), the positive branch's timestep or guidance",
+    ),
+}
+
+
+def _one_branch(cause: Check, checks: list[Check]) -> Hint | None:
+    """One CFG branch's DiT output differs while the other's, at the same step, matches: what only that
+    branch receives differs (the DiT and the latents are the same for both)."""
+    branch, other, inputs = _BRANCHES[cause.tensor]
+    if not _passed(checks, other, cause.step):
+        return None
+    found = f" (rel L2 {cause.metrics.rel_l2:.3g})" if cause.metrics is not None else ""
+    symptom = f"only the {branch} CFG branch differs at step {cause.step}: {cause.tensor} fails{found}, {other} passes"
+    why = f"{inputs}, or the branch order (which call is taken as the conditional one, how a batched call is split)"
+    negative = branch == "unconditional"
+    embeds = [
+        c
+        for c in checks
+        if c.stage == stages.TEXT_ENCODING
+        and c.tensor.split(".")[0].endswith("_embeds")
+        and c.tensor.startswith("negative_") == negative
+    ]
+    if embeds and all(c.passed for c in embeds):
+        names = ", ".join(sorted({c.tensor for c in embeds}))
+        why += (
+            f"; {names} match at text encoding, so it enters after it: where the denoising stage hands that "
+            "branch its embeddings, mask and lengths"
+        )
+    return {"symptom": symptom, "likely_cause": why}
+
+
+def _after_last_block(cause: Check, checks: list[Check]) -> Hint | None:
+    """The DiT's output differs at a step whose captured blocks (and embedded inputs) all pass: what runs
+    after the last block. Blocks are captured in the conditional branch only, so this reads the
+    conditional output (or the only one, without CFG)."""
+    step = cause.step
+    if cause.tensor == "noise_pred" and any(c.tensor in _BRANCHES and c.step == step for c in checks):
+        return None  # under CFG the branches' outputs say it (the rules above)
+    blocks = [c for c in checks if c.stage == stages.DENOISING and c.step == step and c.block is not None]
+    outputs = [c for c in blocks if not stages.is_block_input(c.block)]
+    if not outputs or not all(c.passed for c in blocks):
+        return None
+    worst = max(outputs, key=_limit_share)
+    last = max(outputs, key=Check.execution_key).block
+    count = len({c.block for c in outputs})
+    found = f"; {cause.tensor} rel L2 {cause.metrics.rel_l2:.3g}" if cause.metrics is not None else ""
+    symptom = (
+        f"the DiT's output differs at step {step} while all {count} captured blocks of that step pass (the worst, "
+        f"{worst.tensor} of block {worst.block}, at {_limit_share(worst):.2g}x its limit){found}"
+    )
+    why = (
+        f"what runs after the last block ({last}): the final norm (norm_out: its eps, the order of its "
+        "modulation's scale and shift), proj_out, or unpatchify (tokens back to the latent layout)"
+    )
+    if _fits(cause, "scale"):
+        scale = cause.evidence["fit_scale"]
+        why += f"; the output is a scaled copy (x{scale:.4g}): a scale in the final modulation or proj_out"
+    elif cause.evidence.get("same_values_reordered"):
+        why += "; the output holds the reference's values in another order: unpatchify's axis order"
+    return {"symptom": symptom, "likely_cause": why}
 
 
 def _time_embedding(cause: Check) -> Hint:
@@ -206,19 +357,62 @@ def _decoding(cause: Check, checks: list[Check]) -> Hint:
             "decoder weights not loaded, NaNs in the decoder, or a wrong output denormalization"
         )
         return {"symptom": f"the port's frames look like {cause.status}", "likely_cause": why}
+    channels = _per_channel(cause)
     if cause.tensor == "vae_input":
         if _fits(cause, "offset"):
             why = f"latents offset by {cause.evidence['fit_offset']:.4g} before decode: the VAE shift_factor"
         elif _fits(cause, "scale"):
             why = f"latents scaled by {cause.evidence['fit_scale']:.4g} before decode: the VAE scaling_factor"
+        elif channels is not None:
+            symptom, same = channels
+            why = (
+                "the latent de-normalization before decode: latents_mean / latents_std swapped, latents_std "
+                "inverted (divided where the reference multiplies, or the other way), or the mean added before "
+                "scaling"
+            )
+            if same:
+                why = (
+                    "latents scaled and shifted before decode by one map for every channel: scaling_factor and "
+                    "shift_factor both"
+                )
+            return {"symptom": symptom, "likely_cause": why}
         else:
             why = "latent de-normalization before decode (scaling/shift, latents_mean/std) or unpacking"
+    elif cause.tensor == "frames" and channels is not None:
+        symptom, same = channels
+        why = (
+            "a per-channel transform of the decoded image on one side: a per-channel output (de)normalization "
+            "(mean / std per RGB channel), or the decoder's output range mapped per channel"
+        )
+        if same:
+            why = "one affine map for every channel: the output denormalization ([-1, 1] -> [0, 1]) done differently"
+        return {"symptom": symptom, "likely_cause": why}
     else:
         why = (
             "equal decoder input, different frames: VAE precision (fp32 vs bf16 decode), output "
             "denormalization ([-1, 1] -> [0, 1]), clamping, or the VAE scale factor"
         )
     return {"symptom": "only the decoded frames differ", "likely_cause": why}
+
+
+def _per_channel(cause: Check) -> tuple[str, bool] | None:
+    """(symptom, whether one map fits every channel) when a per-channel affine map explains the port
+    (parity.evidence.channel_affine) and no single scale or offset does; None otherwise."""
+    ev = cause.evidence
+    scale, offset = ev.get("channel_fit_scale"), ev.get("channel_fit_offset")
+    if not scale or not offset or _fits(cause, "scale") or _fits(cause, "offset"):
+        return None
+    if not _explains(cause, ev.get("rel_l2_after_channel_affine")):
+        return None
+    widest = max(abs(a) for a in scale)
+    same = max(scale) - min(scale) <= 1e-3 * widest and max(offset) - min(offset) <= 1e-3 * max(1.0, widest)
+    symptom = (
+        f"{cause.tensor} is a per-channel affine map of the reference's: port_c = a_c * reference_c + b_c with "
+        f"a = {_few(scale)}, b = {_few(offset)} over its {len(scale)} channels (axis 1), leaving rel L2 "
+        f"{ev['rel_l2_after_channel_affine']:.2g}; no single scale or offset fits (rel L2 after them "
+        f"{ev.get('rel_l2_after_scale', math.nan):.2g}, {ev.get('rel_l2_after_offset', math.nan):.2g})"
+    )
+    return symptom, same
 
 
 def _first_nonfinite(checks: list[Check], side: str) -> Check | None:
@@ -280,7 +474,26 @@ def _contract(cause: Check, checks: list[Check]) -> Hint:
     return {"symptom": f"the port's Req.{field} breaks the contract the denoising stage expects", "likely_cause": why}
 
 
+def _audit(cause: Check, checks: list[Check]) -> Hint:
+    """The float64 audit flagged a component: a logic difference below the run dtype's rounding."""
+    found = cause.metrics.rel_l2 if cause.metrics is not None else math.nan
+    where = cause.block or "the DiT call"
+    symptom = (
+        f"in float64, on the reference's inputs, {where} gives another {cause.tensor} (rel L2 {found:.3g}, beyond "
+        f"float64 rounding; it hides under the run's tolerance {cause.evidence.get('hides_under', '?')})"
+    )
+    why = (
+        "a logic difference too small for the run dtype to show: a constant slightly off (a norm's eps, RoPE theta, "
+        "a scale such as 1/sqrt(head_dim) or the timestep's), a small term dropped or added, an input rounded to a "
+        "lower precision on one side (float32 RoPE tables or time embeddings where the other side keeps float64)"
+    )
+    if cause.evidence.get("kind") == "embedders":
+        why = "in the DiT's input embedding (patchify, x/context embedder, time and text projections): " + why
+    return {"symptom": symptom, "likely_cause": why}
+
+
 RULES: dict[str, Callable[[Check, list[Check]], Hint | None]] = {
+    stages.AUDIT: _audit,
     stages.CONTRACT: _contract,
     stages.TEXT_ENCODING: _text,
     stages.LATENT_PREPARATION: _latents,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from parity import progress
+from parity import audit, progress
 from parity.files import json_safe, write_atomic
 from parity.results import RunReport
 
@@ -38,7 +38,7 @@ def markdown(doc: dict[str, Any]) -> str:
     """report.md: the verdict and its hints first, the run's parameters, the Req contract, a summary per
     stage, then every check, the causes, the decoded frames, the isolated components and the notes."""
     out = io.StringIO()
-    sections = (_md_head, _md_parameters, _md_contract, _md_stages, _md_checks, _md_causes, _md_frames)
+    sections = (_md_head, _md_parameters, _md_contract, _md_audit, _md_stages, _md_checks, _md_causes, _md_frames)
     for section in (*sections, _md_isolated, _md_parallel, _md_notes):
         section(doc, out)
     return out.getvalue()
@@ -56,6 +56,12 @@ def _md_contract(doc: dict[str, Any], out: io.StringIO) -> None:
     held += f" (failed: {', '.join(failed)})" if failed else ""
     warned = "".join(f" ⚠ {w}." for w in section.get("warnings") or [])
     out.write(f"Req contract (observed entering `{section.get('denoiser')}`): {held}.{warned}\n\n")
+
+
+def _md_audit(doc: dict[str, Any], out: io.StringIO) -> None:
+    """One line on `--audit fp64` (parity.audit), when it was asked for."""
+    if doc.get("audit"):
+        out.write(audit.describe(doc["audit"]) + ".\n\n")
 
 
 def run_parameters(doc: Mapping[str, Any]) -> list[tuple[str, list[str], bool]]:

@@ -9,17 +9,21 @@ an e-mail or a machine without network. Every text from the report is escaped.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from parity import plots
+from parity import cases, plots, sensitivity_cache
+from parity.errors import ParityError
 from parity.files import write_atomic
 from parity.report import one_minus, run_parameters, stage_summary
 from parity.reports import load_report
+from parity.sensitivity_table import SHORT_DTYPES, Finding, method, size
 
 NAME = "report.html"
 _FRAME_PX = 320  # an image's frames and heatmap are shown this wide (CSS img.px; a video's 240): small ones pixelated
@@ -33,6 +37,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { margin: 0; font-size: 26px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
 .verdict { padding: 14px 18px; border-radius: 8px; color: #fff; }
 .verdict.pass { background: #1e7d34; } .verdict.fail { background: #b3261e; } .verdict.error { background: #9a5b00; }
+.verdict.sensitivity { background: #2f4f7f; }
 .verdict p { margin: 4px 0 0; }
 .divergence { margin: 12px 0; padding: 10px 14px; background: #fdf0ef; border-left: 4px solid #b3261e; }
 .hint { margin: 8px 0; padding: 8px 14px; background: #fff8e1; border-left: 4px solid #e0a800; }
@@ -40,7 +45,7 @@ h1 { margin: 0; font-size: 26px; } h2 { font-size: 18px; margin: 28px 0 8px; bor
 table { border-collapse: collapse; margin: 6px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.failed td { background: #fdecea; }
+tr.failed td { background: #fdecea; } tr.weak td { background: #fff8e1; }
 dl.params { display: grid; grid-template-columns: max-content 1fr max-content 1fr; margin: 6px 0; }
 dl.params dt, dl.params dd { margin: 0; padding: 3px 8px; border-bottom: 1px solid #eee; }
 dl.params dt { font-weight: 600; background: #f4f4f6; }
@@ -346,8 +351,155 @@ def _checks(frame: pd.DataFrame) -> str:
     )
 
 
-def render(directory: str | Path) -> str:
-    """report.html's text for a report directory (its report.json and frame PNGs)."""
+# --- sensitivity: the tables of `parity sensitivity` ----------------------------------------------------
+
+_FINDINGS = {
+    Finding.BLIND: "blind",  # with the largest size probed, below
+    Finding.FAILS_UNPERTURBED: "fails unperturbed (not probed)",
+    Finding.NOT_RECORDED: "not recorded by the port",
+    Finding.NOT_INJECTABLE: "not injectable (shapes differ)",
+}
+
+
+def _yes_no(value: Any) -> str:
+    return "–" if value is None else "yes" if value else "no"
+
+
+def _sensitivity_table(section: dict[str, Any]) -> str:
+    """report.json's `sensitivity.rows` as a table: one row per perturbed tensor, the smallest relative size
+    detected and whether that detection is localized; the rows where the verdict is weak (blind, not probed,
+    not localized) marked."""
+    rows, marks = [], []
+    for row in section.get("rows") or []:
+        finding = row.get("finding")
+        if finding == Finding.DETECTED:
+            detected = size(_float(row.get("smallest_detected")))
+        elif finding == Finding.BLIND:
+            detected = f"blind at {size(_float(section.get('high')))}"
+        else:
+            detected = _FINDINGS.get(finding, str(finding))
+        step = row.get("step")
+        cells = [e(row.get("stage")), e(row.get("tensor")), "" if step is None else e(step), e(row.get("block") or "")]
+        cells += [e(detected), e(size(_float(row.get("largest_missed")))), e(_yes_no(row.get("localized")))]
+        cells += [
+            e(row.get("first_new_failure") or "–"),
+            e(_yes_no(row.get("fed_to_port"))),
+            str(len(row.get("probes") or [])),
+        ]
+        rows.append(cells)
+        marks.append("" if finding == Finding.DETECTED and row.get("localized") else "weak")
+    head = ["stage", "tensor", "step", "block", "smallest detected", "largest missed", "localized"]
+    head += ["first new failure", "fed to the port", "probes"]
+    table = _table(head, rows, frozenset({2, 4, 5, 9}), marks)
+    legend = (
+        "Sizes are relative L2 (‖δ‖ / ‖tensor‖). Smallest detected: the smallest perturbation for which a check fails "
+        "that the unperturbed run passes; largest missed: the largest size probed below it and not detected; "
+        "localized: the first such failure names the perturbed tensor. Highlighted: where the verdict is weak "
+        "(blind, not probed, or first seen elsewhere)."
+    )
+    return f'{table}<p class="note">{e(legend)}</p>'
+
+
+def _made(kept: sensitivity_cache.Kept) -> str:
+    """When a kept table was made: its `created` (UTC), else its report.json's file time."""
+    created = kept.doc.get("created")
+    if created:
+        return f"{created} UTC" if not str(created).endswith(("Z", "+00:00")) else str(created)
+    stamp = datetime.fromtimestamp(kept.path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return f"{stamp} (file time)"
+
+
+def _kept_versions(kept: sensitivity_cache.Kept) -> str:
+    section = kept.doc["sensitivity"]
+    recorded = (section.get("key_inputs") or {}).get("versions")
+    return str(recorded) if recorded else ", ".join(f"{k} {v}" for k, v in (kept.doc.get("versions") or {}).items())
+
+
+def _differ(kept: sensitivity_cache.Kept) -> str:
+    """What of a stale table's key inputs changed: "changed: versions", "changed: tolerances, method"."""
+    return "changed: " + (", ".join(kept.differing) or "its key")
+
+
+def _recorded_case(attrs: dict[str, Any]) -> cases.Case | None:
+    """The run's case as report.json records it (keys this parity does not know left out); None without one."""
+    recorded = attrs.get("case")
+    if not isinstance(recorded, dict) or not recorded.get("name"):
+        return None
+    known = {f.name for f in dataclasses.fields(cases.Case)}
+    return cases.Case(**{k: v for k, v in recorded.items() if k in known})
+
+
+def _kept_tables(case: cases.Case, root: Path) -> list[sensitivity_cache.Kept | None]:
+    """The table kept for the case in each dtype (None: none), the run's dtype first."""
+    dtypes = [case.dtype] + [d for d in cases.DTYPES if d != case.dtype]
+    case_file = cases.cases_dir() / f"{case.name}.toml"  # a bundled case's file, as the suite's summary reads it
+    return [sensitivity_cache.kept(dataclasses.replace(case, dtype=d), root, case_file) for d in dtypes]
+
+
+def _sensitivity_of_run(attrs: dict[str, Any], root: Path) -> str:
+    """What the run's verdict can see: the table `parity sensitivity` keeps for its case and dtype (and the
+    summary line of the other dtype's), read back, with where it came from, when and for which versions;
+    marked stale when its key does not hold for this run. Nothing is measured here."""
+    case = _recorded_case(attrs)
+    if case is None:
+        return ""
+    out = ['<section id="sensitivity"><h2>What this verdict can see (kept sensitivity table)</h2>']
+    try:
+        tables = _kept_tables(case, root)
+    except Exception as exc:  # an optional section: a fault reading the kept tables must not cost the page
+        out.append(
+            f'<p class="note">The kept sensitivity tables could not be read: {e(type(exc).__name__)}: {e(exc)}</p>'
+        )
+        return "\n".join(out) + "</section>"
+    command = f"parity sensitivity {case.name} --dtype {case.dtype}"
+    own = tables[0]
+    if own is None:
+        where = sensitivity_cache.out_dir(case, root)
+        out.append(
+            f'<p class="note">No sensitivity table is kept for {e(case.name)} in {e(case.dtype)} '
+            f"(<code>{e(where)}</code>): <code>{e(command)}</code> measures the smallest error this verdict detects "
+            "in each stage.</p>"
+        )
+    else:
+        fresh = "its key (the case, its case file, the fixture's build, the versions, the tolerances, the method) "
+        fresh += "holds for this run"
+        out.append(
+            f"<p>From <code>{e(own.path)}</code>, made {e(_made(own))} by <code>parity sensitivity</code> with "
+            f"{e(_kept_versions(own))}: measured teacher-forced (isolated mode), one perturbation at a time, and "
+            f"not re-run for this page; {e(fresh) if own.current else 'its key does not hold for this run'}.</p>"
+        )
+        if not own.current:
+            differ = e(_differ(own))
+            out.append(
+                f'<div class="hint"><b>Stale:</b> made for other inputs than this run\'s ({differ}), so it may '
+                f"not hold here. <code>{e(command)}</code> measures it again.</div>"
+            )
+    lines = [
+        f"<li><b>{e(kept.summary)}</b>" + ("" if kept.current else f" <i>(stale: {e(_differ(kept))})</i>") + "</li>"
+        for kept in tables
+        if kept is not None
+    ]
+    if lines:
+        out.append(f'<ul id="sensitivity-summary">{"".join(lines)}</ul>')
+    if own is not None:
+        out.append(_sensitivity_table(own.doc["sensitivity"]))
+    return "\n".join(out) + "</section>"
+
+
+def _page(title: str, body: list[str], verdict: str = "") -> str:
+    """The page around its sections: the CSS, the load self-check, nothing to fetch."""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>\n'
+        f"<style>{_CSS}</style></head>\n"
+        f'<body data-verdict="{e(verdict)}">\n'
+        + "\n".join(b for b in body if b)
+        + f"\n<script>{_SCRIPT}</script>\n</body></html>\n"
+    )
+
+
+def render(directory: str | Path, sensitivity_root: str | Path = sensitivity_cache.ROOT) -> str:
+    """report.html's text for a report directory (its report.json and frame PNGs); `sensitivity_root` is
+    where `parity sensitivity` keeps its tables (the one kept for the run's case is shown, not re-run)."""
     directory = Path(directory)
     frame = load_report(directory)
     attrs = dict(frame.attrs)
@@ -361,20 +513,68 @@ def render(directory: str | Path) -> str:
         _plots(frame),
         _isolated(attrs),
         _referee(attrs),
+        _sensitivity_of_run(attrs, Path(sensitivity_root)),
         _checks(frame),
         f'<p class="note">parity {e(versions.get("parity", ""))} · report.json beside this file.</p>',
     ]
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>\n'
-        f"<style>{_CSS}</style></head>\n"
-        f'<body data-verdict="{e(attrs.get("verdict", ""))}">\n'
-        + "\n".join(b for b in body if b)
-        + f"\n<script>{_SCRIPT}</script>\n</body></html>\n"
-    )
+    return _page(title, body, str(attrs.get("verdict", "")))
+
+
+def render_sensitivity(directory: str | Path) -> str:
+    """report.html's text for a table of `parity sensitivity` (its directory's report.json, `kind: sensitivity`)."""
+    directory = Path(directory)
+    doc = sensitivity_cache.read(directory)
+    if doc is None:
+        raise ParityError(f"{directory / 'report.json'} is not a table of `parity sensitivity`")
+    section, case = doc["sensitivity"], doc.get("case") or {}
+    dtype = str(case.get("dtype", "?"))
+    rows = section.get("rows") or []
+    head = [
+        '<header id="head" class="verdict sensitivity"><h1>SENSITIVITY</h1>',
+        f"<p>{e(case.get('name', '?'))} · {e(SHORT_DTYPES.get(dtype, dtype))} · {e(case.get('device', '?'))} · "
+        f"isolated mode · {len(rows)} tensor{'' if len(rows) == 1 else 's'} probed in "
+        f"{e(section.get('port_runs', '?'))} port runs</p>",
+        f'<p id="sensitivity-summary"><b>{e(section.get("summary", ""))}</b></p></header>',
+    ]
+    failing = (section.get("unperturbed") or {}).get("failing") or []
+    table = [
+        '<section id="sensitivity"><h2>Smallest error detected, per tensor</h2>',
+        f'<p class="note">{e(method(section))}</p>',
+        _sensitivity_table(section),
+    ]
+    if failing:
+        table.append("<p>Failing unperturbed: " + ", ".join(f"<code>{e(f)}</code>" for f in failing) + "</p>")
+    key = [[e("key"), f"<code>{e(section.get('key', ''))}</code>"]]
+    key += [[e(name), e(value)] for name, value in (section.get("key_inputs") or {}).items()]
+    made = doc.get("created")
+    kept = [
+        '<section id="sensitivity-key"><h2>Kept under a key</h2>',
+        "<p><code>parity sensitivity</code> shows this table again, with no pipeline run, while these hold"
+        + (f"; made {e(made)}" if made else "")
+        + ".</p>",
+        _table(None, key),
+        "</section>",
+    ]
+    versions = doc.get("versions") or {}
+    body = [
+        "\n".join(head),
+        _parameters({**doc, "timings_s": section.get("seconds") or {}}),
+        "\n".join(table) + "</section>",
+        "\n".join(kept),
+        f'<p class="note">parity {e(versions.get("parity", ""))} · report.json and report.md beside this file.</p>',
+    ]
+    return _page(f"parity sensitivity: {case.get('name', '?')} ({dtype})", body)
 
 
 def write(directory: str | Path) -> Path:
     """Render report.html into the report directory, atomically; returns its path."""
     path = Path(directory) / NAME
     write_atomic(path, render(directory))
+    return path
+
+
+def write_sensitivity(directory: str | Path) -> Path:
+    """Render report.html into a directory of `parity sensitivity`, atomically; returns its path."""
+    path = Path(directory) / NAME
+    write_atomic(path, render_sensitivity(directory))
     return path

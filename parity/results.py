@@ -181,6 +181,7 @@ class RunReport:
     # The port's Req contract as observed (parity.contract.section): its fields, SGLang's failed stage
     # verifications, the skill's rules the pinned code does not follow (warnings); None: not observed.
     contract: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None  # --audit fp64 (parity.audit.summary); None: not asked for
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -241,6 +242,7 @@ class RunReport:
             "causes": self.verdict.cause_list,
             "hints": self.hints,
             "referee": self.referee,
+            "audit": self.audit,
             "noise": self.main.noise,
             "frames_png": self.frames_png,
             "trace_bytes": self.trace_bytes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,41 @@ def cached(out: Path, wanted: str) -> dict[str, Any] | None:
     return doc if doc is not None and doc["sensitivity"].get("key") == wanted else None
 
 
+@dataclass(frozen=True)
+class Kept:
+    """The default table kept for a case and its dtype, read back, and whether its key holds for the case as
+    it is now (`current`); when not, the key inputs that differ from those it was made for (`differing`)."""
+
+    doc: dict[str, Any]
+    path: Path  # its report.json
+    current: bool
+    differing: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        return str(self.doc["sensitivity"].get("summary"))
+
+
+def kept(case: Case, root: Path = ROOT, case_file: Path | None = None) -> Kept | None:
+    """The table kept for the case and its dtype (None: none is), checked against the key the default table
+    (`parity sensitivity CASE`, no --tensors) would have now."""
+    out = out_dir(case, root)
+    doc = read(out)
+    if doc is None:
+        return None
+    inputs = key_inputs(case, None, case_file)
+    if doc["sensitivity"].get("key") == key(inputs):
+        return Kept(doc, out / "report.json", True)
+    made_for = doc["sensitivity"].get("key_inputs") or {}
+    return Kept(doc, out / "report.json", False, tuple(k for k, v in inputs.items() if made_for.get(k) != v))
+
+
 def summary(case: Case, root: Path = ROOT, case_file: Path | None = None) -> str | None:
     """The summary line of the default table kept for the case and its dtype, marked stale when its key no
     longer matches; None when none is kept."""
-    doc = read(out_dir(case, root))
-    if doc is None:
+    found = kept(case, root, case_file)
+    if found is None:
         return None
-    line = str(doc["sensitivity"].get("summary"))
-    current = doc["sensitivity"].get("key") == key(key_inputs(case, None, case_file))
-    return line if current else f"{line} (stale: made for other inputs; `parity sensitivity {case.name}` redoes it)"
+    if found.current:
+        return found.summary
+    return f"{found.summary} (stale: made for other inputs; `parity sensitivity {case.name}` redoes it)"

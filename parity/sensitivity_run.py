@@ -21,12 +21,14 @@ import contextlib
 import dataclasses
 import json
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from parity import library_output, numerics, progress, sensitivity, sensitivity_cache, stages
+from parity import library_output, numerics, progress, report, report_html, sensitivity, sensitivity_cache, stages
 from parity.capture import BlockCapture
 from parity.cases import Case
 from parity.errors import ParityError
@@ -240,6 +242,7 @@ def document(
     summary = summary_line(case.dtype, rows, first)
     return {
         "kind": sensitivity_cache.KIND,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "case": case.as_dict(),
         "family": session.adapter.name,
         "versions": versions(),
@@ -267,6 +270,16 @@ def document(
     }
 
 
+def write_page(out: Path) -> None:
+    """report.html beside the table's report.md; a fault in the page costs the table only its page (as a
+    run's, parity.report.write)."""
+    try:
+        report_html.write_sensitivity(out)
+    except Exception as exc:
+        write_atomic(out / report.HTML_TRACEBACK, traceback.format_exc())
+        progress.say(f"report.html not written ({type(exc).__name__}: {exc}): see {report.HTML_TRACEBACK}")
+
+
 def measure(
     case: Case,
     out: Path | None = None,
@@ -287,6 +300,8 @@ def measure(
     key = sensitivity_cache.key(inputs)
     kept = None if force else sensitivity_cache.cached(out, key)
     if kept is not None:
+        if not (out / report_html.NAME).is_file():  # kept from before the tables had a page
+            write_page(out)
         return Measured(kept, out, cached=True)
     target = ReportDir(out)
     with target as staging:
@@ -306,5 +321,6 @@ def measure(
         doc = json_safe(document(session, prober, unperturbed, rows, key, inputs))
         write_atomic(staging / "report.json", json.dumps(doc, indent=2, allow_nan=False) + "\n")
         write_atomic(staging / "report.md", markdown(doc))
+        write_page(staging)
         target.commit()
     return Measured(doc, out, cached=False)

@@ -144,6 +144,22 @@ def _yes_no(value: Any) -> str:
     return "–" if value is None else "yes" if value else "no"
 
 
+def method(section: dict[str, Any]) -> str:
+    """How the table was measured, and the unperturbed run it is measured against (report.md, report.html)."""
+    unperturbed = section["unperturbed"]
+    where = f", first divergence {unperturbed['first_divergence']}" if unperturbed.get("first_divergence") else ""
+    return (
+        f"Each probe hands the port, through isolated mode's teacher, the reference's value of one tensor plus a "
+        f"perturbation of relative L2 size eps (a fixed Gaussian direction, seed {section['seed']}), records that "
+        "value as the port's, and judges the run as isolated mode does. Detected: a check fails that the "
+        "unperturbed run passes; localized: the first such check names the perturbed tensor (its own check; for the "
+        "frames also their similarity and noise checks). Sizes searched: "
+        f"{size(section['low'])} to {size(section['high'])}, by decades, then {section['halvings']} halvings on a "
+        f"log scale. Unperturbed (isolated): {str(unperturbed['verdict']).upper()} "
+        f"({unperturbed['passed']}/{unperturbed['checks']} checks{where})."
+    )
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """report.md of a sensitivity report (report.json's document, so a cached one renders the same)."""
     section = doc["sensitivity"]
@@ -151,18 +167,7 @@ def markdown(doc: dict[str, Any]) -> str:
     out = io.StringIO()
     out.write(f"# Sensitivity: {case.get('name', '?')} ({case.get('dtype')}, {case.get('device')})\n\n")
     out.write(f"**{section['summary']}**\n\n")
-    unperturbed = section["unperturbed"]
-    where = f", first divergence {unperturbed['first_divergence']}" if unperturbed.get("first_divergence") else ""
-    out.write(
-        f"Each probe hands the port, through isolated mode's teacher, the reference's value of one tensor plus a "
-        f"perturbation of relative L2 size eps (a fixed Gaussian direction, seed {section['seed']}), records that "
-        "value as the port's, and judges the run as isolated mode does. Detected: a check fails that the "
-        "unperturbed run passes; localized: the first such check names the perturbed tensor (its own check; for the "
-        "frames also their similarity and noise checks). Sizes searched: "
-        f"{size(section['low'])} to {size(section['high'])}, by decades, then {section['halvings']} halvings on a "
-        f"log scale. Unperturbed (isolated): {unperturbed['verdict'].upper()} "
-        f"({unperturbed['passed']}/{unperturbed['checks']} checks{where}).\n\n"
-    )
+    out.write(f"{method(section)}\n\n")
     out.write("| stage | tensor | step | block | smallest detected | largest missed | localized | first new failure ")
     out.write("| fed to the port | probes |\n|---|---|---|---|---|---|---|---|---|---|\n")
     for row in section["rows"]:

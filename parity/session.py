@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import platform
 import shutil
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from parity import (
+    audit,
     contract,
     families,
     fixture_cache,
@@ -539,6 +541,21 @@ class Session:
         values = [self.adapter.to_canonical(r) for r in records]
         return referee.judge(target.tensor, step, target.block, values[0], values[2], values[1], values[3])
 
+    def audit(self) -> list[Check]:
+        """`--audit fp64` (parity.audit): the first step's DiT call replayed in float64 on both sides with
+        every block recorded, the port teacher-forced and each of its blocks run in float64 on the
+        reference's float64 input; one `audit` check per component."""
+        step = 0
+        options = RunOptions(block_steps=frozenset({step}), replay_step=step, audit=True)
+        for trace in self.traces.values():  # the GPU's memory for the float64 replay, not for records
+            trace.move_to("cpu")
+        reference = Trace(Side.REFERENCE, self.case.device)
+        self.run_side(Side.REFERENCE, reference, options, "audit_reference")
+        port = Trace(Side.PORT, self.case.device)
+        self.run_side(Side.PORT, port, dataclasses.replace(options, teacher=reference), "audit_port")
+        pairs = [(p.key.tensor, p.key.block, p.reference, p.port) for p in align(reference, port, self.adapter)]
+        return audit.checks(audit.components(pairs), step, self.setup.policy)
+
     def report(
         self,
         mode: Mode,
@@ -679,6 +696,25 @@ def with_referee(session: Session, main: Comparison) -> tuple[Comparison, dict |
     return Comparison.judge(main.mode, referee.apply(main.checks, judgement), main.noise), judgement.as_dict()
 
 
+def with_audit(session: Session, main: Comparison) -> tuple[Comparison, dict]:
+    """`--audit fp64`: the main comparison with the audit's checks added (a flag fails the verdict),
+    and report.json's `audit` section."""
+    if main.verdict.outcome is Outcome.ERROR:
+        return main, {"mode": "fp64", "skipped": "the run stopped with an error"}
+    if session.ranks is not None:
+        return main, {"mode": "fp64", "skipped": "the audit replays the port in one process, not in its ranks"}
+    started = time.perf_counter()
+    try:
+        found = session.audit()
+    except ParityError as exc:
+        return main, {"mode": "fp64", "skipped": f"float64 replay failed: {exc.one_line()}"}
+    seconds = time.perf_counter() - started
+    plain = sum(session.timings.get(phase, 0.0) for phase in ("reference", "port")) or None
+    found = [dataclasses.replace(c, order=len(main.checks) + i) for i, c in enumerate(found)]
+    checks = tuple(sorted((*main.checks, *found), key=Check.execution_key))
+    return Comparison.judge(main.mode, checks, main.noise), audit.summary(found, seconds, plain)
+
+
 def run_case(
     case: Case,
     out_dir: Path,
@@ -690,6 +726,7 @@ def run_case(
     plugin_specs: tuple[str, ...] | list[str] = (),
     compare_online: bool | None = None,
     save_traces: bool = False,
+    audit_mode: str | None = None,
 ) -> RunReport:
     """Run both sides, compare, judge and write the report into `out_dir`, replacing what was there
     as a whole (parity.report_dir). Never raises ParityError: an error becomes verdict `error` with
@@ -699,6 +736,8 @@ def run_case(
     mode `isolated`: the port runs teacher-forced on the reference's values, so every component is
     judged on its own; `both` does the two and reports the isolated table beside the full run.
     referee_mode `fp64`: when the run fails, replay the first cause in float64 (parity.referee).
+    audit_mode `fp64`: replay the first step's DiT call and blocks in float64 on both sides and fail on
+    any difference float64 rounding cannot explain (parity.audit).
     verbose: the libraries print to the console instead of `libraries.log` in the report.
     plugin_specs: the plugins as given (files or modules, already imported here): the port's rank
     processes (--port-parallel) import them too; `plugins` are the names the report lists.
@@ -734,8 +773,12 @@ def run_case(
                 judged = {"skipped": "the fp64 referee replays the port in one process, not in its ranks"}
             elif referee_mode == "fp64" and main.verdict.outcome is Outcome.FAIL:
                 main, judged = with_referee(session, main)
+            audited = None
+            if audit_mode == "fp64":
+                main, audited = with_audit(session, main)
             session.start_pngs("isolated" if main_mode is Mode.ISOLATED else "port")  # a run that stopped early
             report = session.report(mode, main, found, judged, fixed, list(plugins))
+            report.audit = audited
             report.notes += notes
         progress.say(f"writing report to {out_dir}")
         if save_traces:  # what was recorded, also when the run stopped early

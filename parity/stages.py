@@ -9,6 +9,9 @@ LATENT_PREPARATION = "latent_preparation"
 TIMESTEP_PREPARATION = "timestep_preparation"
 DENOISING = "denoising"
 DECODING = "decoding"
+# --audit fp64 (parity.audit): the first step's DiT call and blocks replayed in float64 on both sides, the
+# port teacher-forced. Runs after the pipelines, on the reference's inputs: ordered last, each flag a cause.
+AUDIT = "audit"
 
 # Execution order: the first divergence is the earliest failing check in this order.
 ORDER: tuple[str, ...] = (
@@ -18,6 +21,7 @@ ORDER: tuple[str, ...] = (
     TIMESTEP_PREPARATION,
     DENOISING,
     DECODING,
+    AUDIT,
 )
 
 

@@ -16,12 +16,13 @@ LAYERS = [
     {"trace", "tolerance", "metrics", "evidence", "capture", "numerics", "images", "image_files", "plugins", "hub"},
     {"saved_traces"},
     {"parallel"},
-    {"align", "cases", "case_schema", "noise"},
+    {"align", "cases", "case_schema", "noise", "fixture_cache"},  # fixture_cache: the fixtures' build key
     {"compare", "rank_merge", "online"},
-    {"verdict", "hints", "components", "referee", "frames", "sensitivity", "contract"},
+    {"verdict", "hints", "components", "referee", "frames", "sensitivity", "contract", "audit"},
     {"results"},
-    {"report", "junit", "reports", "plots", "report_html", "sensitivity_table"},
-    {"families", "fixture_cache", "inputs", "taps", "sensitivity_cache"},
+    # sensitivity_cache beside report_html: a run's page shows the table kept for its case (no torch, no run)
+    {"report", "junit", "reports", "plots", "report_html", "sensitivity_table", "sensitivity_cache"},
+    {"families", "inputs", "taps"},
     {"runners"},
     {"session", "rejudge", "sensitivity_run"},
     {"cli", "suite", "bench", "overhead", "margins", "calibrate", "__main__", "__init__", "pytest_plugin"},
@@ -29,7 +30,7 @@ LAYERS = [
 # Modules that judge recorded tensors: fast to test on synthetic data, so no pipeline library.
 NUMERICS = {"metrics", "tolerance", "compare", "verdict", "noise", "report", "results", "hints", "evidence"}
 NUMERICS |= {"align", "components", "referee", "frames", "vocab", "stages", "trace", "rank_merge", "parallel", "online"}
-NUMERICS |= {"junit", "reports", "plots", "report_html", "sensitivity", "sensitivity_table", "contract"}
+NUMERICS |= {"junit", "reports", "plots", "report_html", "sensitivity", "sensitivity_table", "contract", "audit"}
 
 
 def top(module: str) -> str:

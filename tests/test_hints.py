@@ -168,3 +168,98 @@ def test_smooth_growth_across_the_limit_is_drift_and_names_the_conditioning_that
     alone = compare([block8], Policy("bfloat16"))
     [h] = _bf16_run([*steps, *_blocks(growth)], isolated=alone)
     assert "in isolated mode block transformer_blocks.8 passes" in h["likely_cause"]
+
+
+def _dit_step(step=0, blocks=("transformer_blocks.0", "transformer_blocks.1"), broken=()):
+    """The DiT's inputs and captured block outputs of one step, equal on both sides but for the `broken` blocks."""
+    pairs = [p("dit_input", stages.DENOISING, X, X, step=step), p("dit_timestep", stages.DENOISING, X, X, step=step)]
+    for block in blocks:
+        port = X * 1.01 if block in broken else X + 1e-7 * torch.randn(X.shape, generator=G)
+        pairs.append(p("hidden_states", stages.DENOISING, X, port, step=step, block=block))
+    return pairs
+
+
+def test_the_dit_output_differing_behind_matching_blocks_points_after_the_last_block():
+    [h] = run(*_dit_step(), p("noise_pred", stages.DENOISING, X, X * 1.02, step=0))
+    assert "while all 2 captured blocks of that step pass" in h["symptom"] and "noise_pred rel L2 0.02" in h["symptom"]
+    assert "after the last block (transformer_blocks.1)" in h["likely_cause"] and "norm_out" in h["likely_cause"]
+    assert "scaled copy (x1.02)" in h["likely_cause"]
+    reordered = X.transpose(-1, -2).reshape(X.shape)  # unpatchify's axes in another order
+    [h] = run(*_dit_step(), p("noise_pred_cond", stages.DENOISING, X, reordered, step=0))
+    assert "unpatchify's axis order" in h["likely_cause"]
+    # a failing block is the cause then (the block rules), and without captured blocks there is no such evidence
+    [h] = run(*_dit_step(broken={"transformer_blocks.1"}), p("noise_pred", stages.DENOISING, X, X * 1.02, step=0))
+    assert "after the last block" not in h["likely_cause"]
+    assert run(*_dit_step(blocks=()), p("noise_pred", stages.DENOISING, X, X * 1.02, step=0)) == []
+
+
+def test_only_one_cfg_branch_differing_names_that_branch_and_its_inputs():
+    embeds = [
+        p("prompt_embeds", stages.TEXT_ENCODING, X, X),
+        p("negative_prompt_embeds", stages.TEXT_ENCODING, X, X),
+    ]
+    branches = [
+        p("noise_pred_cond", stages.DENOISING, X, X, step=1),
+        p("noise_pred_uncond", stages.DENOISING, X, X * 1.1, step=1),
+        p("noise_pred", stages.DENOISING, X, X * 1.2, step=1),
+    ]
+    [h] = run(*embeds, *_dit_step(step=1), *branches)
+    assert h["at"] == "denoising/noise_pred_uncond step 1"
+    assert "only the unconditional CFG branch differs at step 1" in h["symptom"]
+    assert "negative_prompt_embeds as the DiT receives them" in h["likely_cause"]
+    assert "negative_prompt_embeds match at text encoding" in h["likely_cause"]
+    [h] = run(
+        *_dit_step(step=1),
+        p("noise_pred_cond", stages.DENOISING, X, X * 1.1, step=1),
+        p("noise_pred_uncond", stages.DENOISING, X, X, step=1),
+    )
+    assert "only the conditional CFG branch" in h["symptom"] and "prompt_embeds as the DiT" in h["likely_cause"]
+    # both branches differ: not one branch's inputs, but what follows the (matching) blocks
+    [h] = run(
+        *_dit_step(step=1),
+        p("noise_pred_cond", stages.DENOISING, X, X * 1.1, step=1),
+        p("noise_pred_uncond", stages.DENOISING, X, X * 1.1, step=1),
+    )
+    assert "only" not in h["symptom"] and "after the last block" in h["likely_cause"]
+
+
+def test_prompt_embeddings_cut_at_another_token_window_name_lengths_and_shift():
+    tokens = torch.randn(1, 13, 8, generator=G)
+    [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, tokens[:, 1:], tokens))  # a drop index one too small
+    assert "13 tokens in the port, 12 in the reference (+1)" in h["symptom"]
+    assert "port token i+1 = reference token i over 12 tokens" in h["symptom"]
+    assert "keeps 1 more token(s) at the start" in h["likely_cause"] and "drop_idx off by 1" in h["likely_cause"]
+    padded = torch.cat([tokens, torch.zeros(1, 19, 8)], dim=1)
+    [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, padded, tokens))  # the zero padding dropped
+    assert (
+        "13 tokens in the port, 32 in the reference (-19)" in h["symptom"] and "first 13 tokens agree" in h["symptom"]
+    )
+    assert "stops 19 earlier" in h["likely_cause"] and "padding dropped" in h["likely_cause"]
+    shifted = torch.cat([tokens[:, 1:], torch.zeros(1, 1, 8)], dim=1)  # equal length, first token stripped
+    [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, tokens, shifted))
+    assert "shifted by -1" in h["symptom"] and "drops 1 token(s) at the start" in h["likely_cause"]
+    ids = torch.arange(5, 17).unsqueeze(0)
+    [h] = run(p("input_ids.0", stages.TEXT_ENCODING, ids, torch.cat([torch.tensor([[1]]), ids], dim=1)))
+    assert "BOS" in h["likely_cause"] and "drop_idx" not in h["likely_cause"]
+    # another prompt altogether: no window to name, the usual hints
+    [h] = run(p("prompt_embeds", stages.TEXT_ENCODING, tokens, torch.randn(1, 13, 8, generator=G)))
+    assert "token window" not in h["symptom"] and "hidden layer" in h["likely_cause"]
+
+
+def test_a_per_channel_affine_decoder_input_names_latents_mean_and_std():
+    latents = torch.randn(1, 4, 1, 8, 8, generator=G)
+    mean = torch.tensor([-0.7571, -0.7089, -0.9113, 0.1075]).view(1, 4, 1, 1, 1)
+    std = torch.tensor([2.8184, 1.4541, 2.3275, 2.6558]).view(1, 4, 1, 1, 1)
+    ref, swapped = latents * std + mean, latents * mean + std
+    [h] = run(p("vae_input", stages.DECODING, ref, swapped))
+    assert "per-channel affine map" in h["symptom"] and "a = (-0.269, -0.488, -0.392, 0.0405)" in h["symptom"]
+    assert "over its 4 channels" in h["symptom"] and "no single scale or offset fits" in h["symptom"]
+    assert "latents_mean / latents_std swapped" in h["likely_cause"]
+    [h] = run(p("vae_input", stages.DECODING, ref, ref * 2 + 0.5))  # one map for every channel
+    assert "scaling_factor and shift_factor both" in h["likely_cause"]
+    [h] = run(p("vae_input", stages.DECODING, ref, ref * 1.5))  # a single scale keeps its own hint
+    assert "the VAE scaling_factor" in h["likely_cause"] and "per-channel" not in h["symptom"]
+    frames = torch.rand(1, 3, 16, 16, generator=G)
+    normalized = (frames - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / 0.25
+    [h] = run(p("vae_input", stages.DECODING, X, X), p("frames", stages.DECODING, frames, normalized))
+    assert "frames is a per-channel affine map" in h["symptom"] and "per-channel output" in h["likely_cause"]

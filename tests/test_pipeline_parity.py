@@ -130,7 +130,11 @@ def test_sd3_three_encoders_and_batched_cfg_pass_in_both_modes(tmp_path):
     assert doc["isolated"]["verdict"] == "pass"
 
 
-# plugin, case, first_divergence (stage, tensor, step, block), words the hint must contain
+# wan-t2v-tiny diverges for real at its schedule in fp32 (fixtures/cases/wan-t2v-tiny.toml): a Wan fault
+# plugin runs after the plugin that sets SGLang's Wan schedule the way Diffusers does, so it is the only fault.
+WAN = "confirm_wan_diffusers_schedule.py"
+
+# plugin (or plugins, loaded in order), case, first_divergence (stage, tensor, step, block), words the hint must contain
 FAULTS = [
     ("fault_perturb_t5.py", "flux-tiny", ("text_encoding", "prompt_embeds", None, None), "scaled copy"),
     ("fault_transpose_latents.py", "flux-tiny", ("latent_preparation", "latents", None, None), "another order"),
@@ -143,15 +147,72 @@ FAULTS = [
         ("denoising", "hidden_states", 2, "transformer_blocks.1"),
         "block transformer_blocks.1 itself",
     ),
-    ("fault_dit_output.py", "flux-tiny", ("denoising", "noise_pred", 0, None), None),
+    ("fault_dit_output.py", "flux-tiny", ("denoising", "noise_pred", 0, None), "scaled copy (x1.02)"),
     ("fault_cfg_formula.py", "flux-tiny-cfg", ("denoising", "noise_pred", 0, None), "guidance formula"),
     ("fault_drop_vae_shift.py", "flux-tiny", ("decoding", "vae_input", None, None), "shift_factor"),
+    # the DiT's output differs behind matching blocks (its final norm, proj_out, unpatchify)
+    (
+        "fault_qwen_norm_out_order.py",
+        "qwen-image-tiny",
+        ("denoising", "noise_pred_cond", 0, None),
+        "what runs after the last block (transformer_blocks.1)",
+    ),
+    (
+        (WAN, "fault_wan_unpatchify_order.py"),
+        "wan-t2v-tiny",
+        ("denoising", "noise_pred_cond", 0, None),
+        "unpatchify's axis order",
+    ),
+    # only one CFG branch differs
+    (
+        "fault_qwen_negative_padded.py",
+        "qwen-image-tiny",
+        ("denoising", "noise_pred_uncond", 0, None),
+        "negative_prompt_embeds match at text encoding",
+    ),
+    (
+        (WAN, "fault_wan_negative_unpadded.py"),
+        "wan-t2v-tiny",
+        ("denoising", "noise_pred_uncond", 0, None),
+        "the negative branch's inputs",
+    ),
+    # prompt embeddings cut at another token window
+    ("fault_qwen_drop_idx.py", "qwen-image-tiny", ("text_encoding", "prompt_embeds", None, None), "drop_idx off by 1"),
+    (
+        (WAN, "fault_wan_text_unpadded.py"),
+        "wan-t2v-tiny",
+        ("text_encoding", "prompt_embeds", None, None),
+        "padding dropped",
+    ),
+    # the decoder input is a per-channel affine map of the reference's
+    (
+        "fault_qwen_latents_mean_std_swapped.py",
+        "qwen-image-tiny",
+        ("decoding", "vae_input", None, None),
+        "latents_mean / latents_std swapped",
+    ),
+    (
+        (WAN, "fault_wan_latents_std_inverted.py"),
+        "wan-t2v-tiny",
+        ("decoding", "vae_input", None, None),
+        "latents_std inverted",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("plugin", "case", "where", "hint"), FAULTS, ids=[f[0] for f in FAULTS])
+def _plugin_args(plugin: str | tuple[str, ...]) -> list[str]:
+    return [
+        arg for name in ((plugin,) if isinstance(plugin, str) else plugin) for arg in ("--plugin", str(PLUGINS / name))
+    ]
+
+
+def _fault_id(plugin: str | tuple[str, ...]) -> str:
+    return plugin if isinstance(plugin, str) else plugin[-1]
+
+
+@pytest.mark.parametrize(("plugin", "case", "where", "hint"), FAULTS, ids=[_fault_id(f[0]) for f in FAULTS])
 def test_fault_in_the_port_is_localized_with_a_hint(tmp_path, plugin, case, where, hint):
-    proc, doc = parity_run(tmp_path, "--plugin", str(PLUGINS / plugin), case=case)
+    proc, doc = parity_run(tmp_path, *_plugin_args(plugin), case=case)
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert doc["verdict"] == "fail"
     assert doc["first_divergence"] == dict(zip(("stage", "tensor", "step", "block"), where, strict=True))
@@ -311,6 +372,16 @@ def test_a_real_divergence_between_the_releases_is_reported_where_it_starts(tmp_
     assert doc["first_divergence"]["stage"] == "timestep_preparation"
     failing = {row["component"] for row in doc["isolated"]["components"] if not row["passed"]}
     assert failing == {"timestep preparation"}  # teacher-forced, every other component matches
+
+
+def test_the_zimage_divergence_is_the_schedule_alone(tmp_path):
+    # tests/plugins/confirm_zimage_schedule.py gives SGLang's Z-Image config Diffusers' sigmas: then it passes.
+    plugin = ("--plugin", str(PLUGINS / "confirm_zimage_schedule.py"))
+    proc, doc = parity_run(tmp_path, "--mode", "both", *plugin, case="zimage-tiny")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert doc["verdict"] == "pass" and doc["isolated"]["verdict"] == "pass"
+    timesteps = next(c for c in doc["checks"] if (c["stage"], c["tensor"]) == ("timestep_preparation", "timesteps"))
+    assert timesteps["max_abs"] == 0  # the same schedule, its last step at t = 0
 
 
 def test_mode_both_that_fails_only_in_the_isolated_run_reports_that_run_whole(tmp_path):

@@ -1,9 +1,12 @@
 """report.html on synthetic report directories (no pipeline): its sections in order, its images inline
 and decodable, the difference heatmap amplified, every text escaped, nothing fetched from a network,
-and a page still made when the frames, the blocks or the isolated table are missing."""
+and a page still made when the frames, the blocks or the isolated table are missing; the sensitivity
+table, on the page of `parity sensitivity`'s directory and, kept, on a run's page with its origin."""
 
 import base64
+import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,12 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from parity import plots, report, report_html, stages
+from parity import plots, report, report_html, sensitivity_cache, stages
 from parity.align import Pair
+from parity.cases import bundled, cases_dir
 from parity.compare import compare
 from parity.errors import ParityError
 from parity.frames import png_bytes
 from parity.results import Comparison, RunReport
+from parity.sensitivity import HIGH, LOW, Probe, Search, Target
+from parity.sensitivity_table import Finding, Row, summary_line
 from parity.tolerance import Policy
 from parity.trace import Key
 from parity.vocab import Mode
@@ -66,12 +72,13 @@ def failing_flux_checks():
     return rows
 
 
-def write_report(directory, doc, frames=None):
+def write_report(directory, doc, frames=None, sensitivity_root=None):
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(report.to_json(doc))
     for name, pixels in (frames or {}).items():
         (directory / name).write_bytes(png_bytes(pixels))  # stored PNGs, as parity.frames writes them
-    return report_html.render(directory)
+    # no kept sensitivity table unless a test makes one (not the checkout's reports/sensitivity)
+    return report_html.render(directory, sensitivity_root or directory / "no-sensitivity")
 
 
 def images(page):
@@ -111,7 +118,8 @@ def test_failing_run_page_has_every_section_in_order_and_inline_images(tmp_path)
     )  # fmt: skip
     page = write_report(tmp_path, doc, {"reference.png": reference, "port.png": port})
 
-    order = ["verdict", "first-divergence", "parameters", "frames", "stages", "plots", "isolated", "referee", "checks"]
+    order = ["verdict", "first-divergence", "parameters", "frames", "stages", "plots", "isolated", "referee"]
+    order += ["sensitivity", "checks"]
     assert [page.index(f'id="{name}"') for name in order] == sorted(page.index(f'id="{name}"') for name in order)
     assert '<header id="verdict" class="verdict fail"><h1>FAIL</h1>' in page
     assert "denoising/hidden_states step 2 block transformer_blocks.1" in section(page, "verdict")
@@ -241,3 +249,165 @@ def test_plots_draw_bit_identical_and_infinite_errors(tmp_path):
 def test_importing_the_report_modules_does_not_import_matplotlib():
     code = "import sys, parity.report, parity.report_html, parity.plots; print('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+# -- the sensitivity table -------------------------------------------------------------------------------
+
+
+def probed(target, smallest, localized=True, first_new=None):
+    """A row of `parity sensitivity`'s table: detected from `smallest` on (None: blind at HIGH)."""
+    if smallest is None:
+        return Row(target, Finding.BLIND, Search((Probe(HIGH, False),), None, HIGH), fed=True, port_runs=1)
+    hit = Probe(smallest, True, first_new or target.label(), localized)
+    return Row(target, Finding.DETECTED, Search((Probe(HIGH, True), hit), hit, smallest / 1.8), fed=True, port_runs=2)
+
+
+SENSITIVITY_ROWS = [
+    probed(Target(stages.TEXT_ENCODING, "prompt_embeds"), 3.2e-2),
+    Row(Target(stages.LATENT_PREPARATION, "latents"), Finding.FAILS_UNPERTURBED),
+    probed(Target(stages.TIMESTEP_PREPARATION, "sigmas"), 1.8e-6, False, "denoising/<b>latents</b> step 0"),
+    probed(Target(stages.DENOISING, "hidden_states", 0, "transformer_blocks.0"), 5.6e-2),
+    probed(Target(stages.DENOISING, "noise_pred", 0), None),
+]
+
+
+def sensitivity_doc(case, key="k", inputs=None, created="2026-01-02T03:04:05+00:00"):
+    """report.json of `parity sensitivity` (parity.sensitivity_run.document), as read back."""
+    summary = summary_line(case.dtype, SENSITIVITY_ROWS)
+    doc = {
+        "kind": "sensitivity", "created": created, "case": case.as_dict(), "family": "flux",
+        "versions": {"parity": "0.1.0", "sglang": "0.5.23"}, "pipelines": {"reference": "R", "port": "P"},
+        "sensitivity": {
+            "key": key, "key_inputs": inputs or {"versions": "parity 0.1.0, sglang 0.5.23"}, "summary": summary,
+            "mode": "isolated", "low": LOW, "high": HIGH, "halvings": 2, "seed": 0,
+            "unperturbed": {"verdict": "pass", "first_divergence": None, "checks": 61, "passed": 60,
+                            "failing": ["latent_preparation/latents"]},
+            "rows": [r.as_dict() for r in SENSITIVITY_ROWS], "port_runs": 9,
+            "seconds": {"reference": 1.0, "unperturbed": 2.0, "probes": 30.0, "total": 33.0},
+        },
+    }  # fmt: skip
+    return json.loads(json.dumps(doc))
+
+
+def keep(root, case, doc):
+    """A table kept where `parity sensitivity` keeps it."""
+    out = sensitivity_cache.out_dir(case, root)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(doc))
+    return out
+
+
+def current(case):
+    """The key inputs a table made now for `case` (the bundled case, its file) holds under, and the key."""
+    inputs = sensitivity_cache.key_inputs(case, None, cases_dir() / f"{case.name}.toml")
+    return sensitivity_cache.key(inputs), inputs
+
+
+def table_rows(section_html):
+    return [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", section_html)[1:]]
+
+
+def test_the_sensitivity_directory_gets_a_page_of_its_table(tmp_path):
+    case = bundled()["flux-tiny"].with_overrides(dtype="bfloat16")
+    case = dataclasses.replace(case, prompt='<script>alert("fox")</script>')
+    doc = sensitivity_doc(case, "abc123", {"case": "c0ffee", "versions": "parity 0.1.0"})
+    out = keep(tmp_path, case, doc)
+    page = report_html.write_sensitivity(out).read_text()
+
+    head = section(page, "head")
+    assert '<header id="head" class="verdict sensitivity"><h1>SENSITIVITY</h1>' in page
+    assert "flux-tiny · bf16 · cpu · isolated mode · 5 tensors probed in 9 port runs" in head
+    summary = doc["sensitivity"]["summary"]
+    assert summary.startswith("bf16: blind up to 1e-1 in the DiT output") and "&lt;b&gt;latents" in head
+    assert f"<b>{report_html.e(summary)}</b>" in head
+    table = section(page, "sensitivity")
+    rows = table_rows(table)
+    assert [r[:7] for r in rows] == [
+        ["text_encoding", "prompt_embeds", "", "", "3.2e-2", "1.8e-2", "yes"],
+        ["latent_preparation", "latents", "", "", "fails unperturbed (not probed)", "–", "–"],
+        ["timestep_preparation", "sigmas", "", "", "1.8e-6", "1e-6", "no"],
+        ["denoising", "hidden_states", "0", "transformer_blocks.0", "5.6e-2", "3.1e-2", "yes"],
+        ["denoising", "noise_pred", "0", "", "blind at 1e-1", "1e-1", "–"],
+    ]
+    assert rows[2][7] == "denoising/&lt;b&gt;latents&lt;/b&gt; step 0"  # the first new failure, escaped
+    marks = re.findall(r"<tr( class=\"weak\")?><td", table)
+    assert marks == ["", ' class="weak"', ' class="weak"', "", ' class="weak"']  # not probed, astray, blind
+    assert "Failing unperturbed: <code>latent_preparation/latents</code>" in table
+    assert "Unperturbed (isolated): PASS (60/61 checks)" in table  # report.md's method text
+    assert "&lt;script&gt;alert(&quot;fox&quot;)&lt;/script&gt;" in section(page, "parameters")
+    assert "probes 30, total 33" in section(page, "parameters")
+    key = section(page, "sensitivity-key")
+    assert "<code>abc123</code>" in key and "<th>case</th><td>c0ffee</td>" in key and "2026-01-02T03:04:05" in key
+    assert page.count("<script") == 1 and "<img" not in page and not re.search(r"https?://", page)
+
+
+def test_a_page_that_is_not_a_sensitivity_table_is_refused(tmp_path):
+    tmp_path.joinpath("report.json").write_text(report.to_json(document([])))
+    with pytest.raises(ParityError, match="not a table of `parity sensitivity`"):
+        report_html.render_sensitivity(tmp_path)
+
+
+def test_a_run_page_shows_the_table_kept_for_its_case_and_where_it_came_from(tmp_path):
+    case = bundled()["flux-tiny"]
+    root = tmp_path / "sensitivity"
+    key, inputs = current(case)
+    kept = keep(root, case, sensitivity_doc(case, key, inputs))
+    bf16 = case.with_overrides(dtype="bfloat16")
+    keep(root, bf16, sensitivity_doc(bf16, "old", {**current(bf16)[1], "versions": "sglang 0.5.22"}))
+    run = document([check("denoising", "noise_pred", 0)], case=json.loads(json.dumps(case.as_dict())))
+    page = write_report(tmp_path / "run", run, sensitivity_root=root)
+
+    shown = section(page, "sensitivity")
+    assert "What this verdict can see (kept sensitivity table)" in shown
+    assert f"From <code>{kept / 'report.json'}</code>, made 2026-01-02T03:04:05+00:00" in shown
+    assert report_html.e(inputs["versions"]) in shown and "holds for this run" in shown
+    assert "not re-run for this page" in shown and 'class="hint"' not in shown  # current: no stale warning
+    lines = re.findall(r"<li>(.*?)</li>", shown)
+    assert lines[0].startswith("<b>fp32: blind up to 1e-1") and "(stale" not in lines[0]  # the run's dtype first
+    assert lines[1].startswith("<b>bf16: ") and lines[1].endswith("<i>(stale: changed: versions)</i>")
+    assert len(table_rows(shown)) == len(SENSITIVITY_ROWS)  # the run's dtype's table only
+    assert page.count("<script") == 1
+
+
+def test_a_stale_kept_table_is_labelled_with_what_changed(tmp_path):
+    case = bundled()["flux-tiny"]
+    root = tmp_path / "sensitivity"
+    _, inputs = current(case)
+    made_before_dates = sensitivity_doc(case, "old", {**inputs, "tolerances": "0ld", "method": "1"})
+    del made_before_dates["created"]  # a table made before it recorded its date: the file's time is shown
+    out = keep(root, case, made_before_dates)
+    os.utime(out / "report.json", (1767225600, 1767225600))
+    page = write_report(tmp_path / "run", document([], case=case.as_dict()), sensitivity_root=root)
+    shown = section(page, "sensitivity")
+    assert "made 2026-01-01T00:00:00+00:00 (file time)" in shown and "its key does not hold for this run" in shown
+    stale = "<b>Stale:</b> made for other inputs than this run's (changed: tolerances, method), so it may not hold here"
+    assert f'<div class="hint">{stale}' in shown
+    assert "<code>parity sensitivity flux-tiny --dtype float32</code> measures it again" in shown
+    assert len(table_rows(shown)) == len(SENSITIVITY_ROWS)  # still shown, under the warning
+
+
+def test_a_run_page_without_a_kept_table_says_how_to_make_one(tmp_path):
+    root = tmp_path / "sensitivity"
+    page = write_report(tmp_path / "run", document([]), sensitivity_root=root)
+    shown = section(page, "sensitivity")
+    assert "No sensitivity table is kept for flux-tiny in float32" in shown
+    assert f"<code>{root / 'flux-tiny-float32'}</code>" in shown
+    assert "<code>parity sensitivity flux-tiny --dtype float32</code>" in shown and "<table" not in shown
+
+    keep(root, bundled()["flux-tiny"], {"kind": "sensitivity", "sensitivity": ["not", "a", "table"]})
+    shown = section(write_report(tmp_path / "run", document([]), sensitivity_root=root), "sensitivity")
+    assert "could not be read: AttributeError" in shown  # the page is still made
+    assert 'id="sensitivity"' not in write_report(tmp_path / "no-case", document([], case={}))
+
+
+def test_the_sensitivity_run_writes_the_page_and_a_fault_in_it_costs_only_the_page(tmp_path):
+    from parity.sensitivity_run import write_page
+
+    case = bundled()["flux-tiny"]
+    out = keep(tmp_path, case, sensitivity_doc(case))
+    write_page(out)
+    assert (out / "report.html").read_text() == report_html.render_sensitivity(out)
+    (out / "report.html").unlink()
+    (out / "report.json").write_text(json.dumps({"kind": "sensitivity", "sensitivity": {"rows": "x"}}))
+    write_page(out)
+    assert not (out / "report.html").exists() and "Traceback" in (out / report.HTML_TRACEBACK).read_text()

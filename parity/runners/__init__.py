@@ -48,6 +48,9 @@ class RunOptions:
     teacher: Trace | None = None  # isolated mode (port only): the reference trace to feed in
     replay_step: int | None = None  # fp64 referee: replay a DiT call or block of this step in float64
     replay_block: str | None = None  # ... this block (None: the step's DiT call, its conditional branch)
+    # --audit fp64: the DiT call of replay_step replayed in float64 with its blocks recorded (`<name>@fp64`);
+    # with a teacher, each block is also run in float64 on the reference's float64 inputs for that block.
+    audit: bool = False
     # CFG-parallel ranks (port): this rank runs CFG branch cfg_rank of every cfg_degree (0: the
     # conditional), so its k-th DiT call in a step is branch k * cfg_degree + cfg_rank.
     cfg_rank: int = 0

@@ -9,12 +9,13 @@ from typing import Any
 import torch
 
 from parity import progress, stages
+from parity.audit import FLOOR
 from parity.cases import Case
 from parity.errors import ParityError
 from parity.families.base import FamilyAdapter
 from parity.referee import FP64
 from parity.runners import RunOptions
-from parity.runners.replay import replay_fp64
+from parity.runners.replay import float32_rounding_moved, replay_fp64
 from parity.runners.teacher import Teacher
 from parity.taps import (
     Taps,
@@ -85,6 +86,8 @@ class DenoisingRecorder:
         self.replay_step = options.replay_step
         self.replay_block = options.replay_block
         self.replaying = False
+        self.audit = options.audit  # the DiT call's float64 replay records its blocks too (parity.audit)
+        self.rounding_aux = False  # the audit's second reference replay: blocks' other inputs moved by fp32 rounding
         self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
         self.embeddings_this_call = 0  # calls of the DiT's time embeddings within its current call
         self.transformer: Any = None
@@ -132,13 +135,20 @@ class DenoisingRecorder:
         self.embeddings_this_call = 0
         if not record and self.teacher is None:
             return None
-        latents_name, timestep_name, guidance_name = self.dit_arguments
+        latents_name = self.dit_arguments[0]
         latents = self._dit_argument(args, kwargs, latents_name)
         if record:
             self._add("dit_input", latents)
         reference = self._reference("dit_input", latents)
         args, kwargs = self._replace_dit_argument(args, kwargs, latents_name, reference)
-        # Each input in the scheduler's units: value * scale + offset.
+        return self._conditioning(args, kwargs, record)
+
+    def _conditioning(self, args: tuple, kwargs: dict, record: bool, exact: bool = False) -> tuple[tuple, dict]:
+        """The DiT's timestep (and guidance) recorded in the scheduler's units (value * scale + offset)
+        and, with a teacher, replaced by the reference's in this side's units: cast to the argument's dtype,
+        or kept in float64 (`exact`: the audit's float64 replay, where a float32 rounding of the unit
+        conversion would be a difference of its own)."""
+        _, timestep_name, guidance_name = self.dit_arguments
         conditioning = [("dit_timestep", timestep_name, self.timestep_scale, self.timestep_offset)]
         if self.dit_guidance:
             conditioning.append(("dit_guidance", guidance_name, self.guidance_scale, 0.0))
@@ -149,7 +159,7 @@ class DenoisingRecorder:
                     self._add(name, value.double() * scale + offset, layout="canonical")
                 reference = self._reference(name, value.double())
                 if reference is not None:
-                    value = ((reference - offset) / scale).to(value.dtype)
+                    value = (reference - offset) / scale if exact else ((reference - offset) / scale).to(value.dtype)
                     args, kwargs = self._replace_dit_argument(args, kwargs, key, value)
         return args, kwargs
 
@@ -165,13 +175,21 @@ class DenoisingRecorder:
 
     def on_dit(self, args: tuple, kwargs: dict, output: Any) -> Any:
         if self.step == self.replay_step and self.replay_block is None and not self._branch():
-            self.replaying = True  # the replay runs the blocks again: their hooks stay quiet
+            self.replaying = True  # the replay runs the blocks again: their hooks record only for the audit
+            if self.audit and self.teacher is not None:
+                args, kwargs = self._conditioning(args, kwargs, record=False, exact=True)
+            replayed_name = "noise_pred_cond" if self.cfg else "noise_pred"
+            # The reference's float64 replay, then (audit) once more with every block's inputs other than the
+            # hidden states (time embedding, RoPE tables) moved by one float32 rounding: how far rounding what
+            # a library computes outside the blocks (or outside the DiT call) in float32 moves each output.
+            replays = [FP64] + ([FLOOR] if self.audit and self.teacher is None else [])
             try:
-                replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules)
-                replayed = stack_samples(first_tensor(replayed))
+                for suffix in replays:
+                    self.rounding_aux = suffix == FLOOR
+                    replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules)
+                    self._add(replayed_name + suffix, stack_samples(first_tensor(replayed)) * self.output_scale)
             finally:
-                self.replaying = False
-            self._add(("noise_pred_cond" if self.cfg else "noise_pred") + FP64, replayed * self.output_scale)
+                self.replaying = self.rounding_aux = False
         if self.batched:
             prediction = stack_samples(first_tensor(output)) * self.output_scale
             self._add("noise_pred_cond", prediction)  # _add keeps the conditional half
@@ -210,11 +228,19 @@ class DenoisingRecorder:
         return replacement
 
     def _captures(self) -> bool:
-        return self.step in self.block_steps and not self._branch() and not self.replaying
+        if self.replaying:  # the DiT call's float64 replay: its blocks are recorded only for the audit
+            return self.audit
+        return self.step in self.block_steps and not self._branch()
+
+    def _suffix(self) -> str:
+        """What names a record made inside the DiT call's float64 replay (the audit's): `@fp64`, and
+        `@fp64-aux32` in the replay whose blocks get their other inputs moved by float32 rounding (the floor)."""
+        return (FLOOR if self.rounding_aux else FP64) if self.replaying else ""
 
     def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
+                name += self._suffix()
                 self.trace.add(name, stages.DENOISING, self._cond(value), step=self.step, block=block)
 
     def embedders_hook(
@@ -242,14 +268,20 @@ class DenoisingRecorder:
         self.block_order.append(block)
         self.block_io.append(self.block_inputs if io is None else io)
 
-        def on_block(args: tuple, kwargs: dict, output: Any) -> None:
+        def on_block(args: tuple, kwargs: dict, output: Any) -> Any:
             if not self._captures():
-                return
+                return None
             args, kwargs = named_arguments(module, args, kwargs)
+            if self.rounding_aux:  # the floor's replay: this block again, its other inputs moved by float32 rounding
+                args, kwargs = self._aux_rounded(position, module, args, kwargs)
+                output = replay_fp64(module, args, kwargs)
+                self._record_block(block, self._named(output, position, bound_arguments(module, args, kwargs)))
+                return output  # the next blocks continue from it
             if self.teacher is not None:
                 args, kwargs = self._reference_block_inputs(position, module, args, kwargs)
                 with torch.no_grad():
-                    output = module.forward(*args, **kwargs)
+                    # in the audit's float64 replay: the block in float64 on the reference's float64 inputs
+                    output = replay_fp64(module, args, kwargs) if self.replaying else module.forward(*args, **kwargs)
             bound = bound_arguments(module, args, kwargs)
             self._record_block(block, self._named(output, position, bound))
             if self.step == self.replay_step and block == self.replay_block:
@@ -259,8 +291,18 @@ class DenoisingRecorder:
                 finally:
                     self.replaying = False
                 self._record_block(block, {name + FP64: value for name, value in replayed.items()})
+            return None
 
         return on_block
+
+    def _aux_rounded(self, position: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The block's (args, kwargs) with every floating input but the hidden states it chains moved by one
+        float32 rounding (parity.runners.replay.float32_rounding_moved)."""
+        joined = self.joined_at.get(position)
+        chained = {joined[0]} if joined is not None else set(self.block_io[position].values())
+        bound = bound_arguments(module, args, kwargs)
+        rounded = {name: float32_rounding_moved(value) for name, value in bound.items() if name not in chained}
+        return set_arguments(module, args, kwargs, rounded)
 
     def _named(self, output: Any, position: int, kwargs: dict) -> dict[str, Any]:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
@@ -287,12 +329,13 @@ class DenoisingRecorder:
         joined = self.joined_at.get(position)
         if joined is not None:  # the reference's two inputs, joined as this block takes them
             parts = self._split(bound.get(joined[0]), bound.get(joined[1]))
-            found = [self._reference(out, like, block=source) for out, like in parts.items()]
+            found = [self._reference(out + self._suffix(), like, block=source) for out, like in parts.items()]
             both = len(found) == 2 and all(v is not None for v in found)
             inputs = {joined[0]: torch.cat(found, dim=1) if both else None}
         else:
             inputs = {
-                arg: self._reference(out, bound.get(arg), block=source) for out, arg in self.block_io[position].items()
+                arg: self._reference(out + self._suffix(), bound.get(arg), block=source)
+                for out, arg in self.block_io[position].items()
             }
         if any(v is None for v in inputs.values()):
             raise ParityError(
