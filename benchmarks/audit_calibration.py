@@ -1,7 +1,7 @@
 """The float64 audit (`parity run --audit fp64`) on every bundled CPU case: its flags (clean runs must
 have none), the largest float64 difference per component kind, and its cost against a plain run.
 
-    python benchmarks/audit_calibration.py [--out reports/audit] [--dtype float32] [CASE ...]
+    python benchmarks/audit_calibration.py [--out reports/audit] [--dtype float32] [--plugin P ...] [CASE ...]
 
 Each case runs in its own process (`parity run CASE --audit fp64`); writes <out>/<case>-<dtype>/ and
 <out>/calibration.md. The numbers set parity.audit.THRESHOLD (docs/tolerances.md, "The float64 audit").
@@ -22,7 +22,7 @@ from parity.files import write_atomic
 KINDS = ("embedders", "block", "dit_call")
 
 
-def audit_one(name: str, dtype: str, out: Path) -> dict:
+def audit_one(name: str, dtype: str, out: Path, plugins: list[str] = ()) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -36,6 +36,7 @@ def audit_one(name: str, dtype: str, out: Path) -> dict:
         "-q",
         "--out",
         str(out),
+        *[flag for plugin in plugins for flag in ("--plugin", plugin)],
     ]
     t0 = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True)
@@ -44,7 +45,7 @@ def audit_one(name: str, dtype: str, out: Path) -> dict:
     audit = doc.get("audit") or {}
     largest = audit.get("largest_by_kind", {})
     return {
-        "case": name,
+        "case": name + "".join(f" + {Path(p).name}" for p in plugins),
         "dtype": dtype,
         "verdict": doc.get("verdict", "error"),
         "components": audit.get("components", 0),
@@ -79,15 +80,17 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="cases (default: every bundled CPU case without ranks)")
     parser.add_argument("--out", type=Path, default=Path("reports/audit"))
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--plugin", action="append", default=[], help="a fault plugin every run loads (repeatable)")
     args = parser.parse_args()
     known = cases.bundled()
     names = args.names or [n for n, c in known.items() if c.device == "cpu" and c.degrees.world_size == 1]
     rows = []
     for name in names:
-        row = audit_one(name, args.dtype, args.out / f"{name}-{args.dtype}")
+        tag = "".join(f"-{Path(p).stem}" for p in args.plugin)
+        row = audit_one(name, args.dtype, args.out / f"{name}-{args.dtype}{tag}", args.plugin)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    write_atomic(args.out / "calibration.md", table(rows))
+    write_atomic(args.out / ("calibration.md" if not args.plugin else "calibration-plugins.md"), table(rows))
     print(table(rows))
 
 

@@ -327,6 +327,38 @@ def _referee(attrs: dict[str, Any]) -> str:
     return "\n".join(out) + "</section>"
 
 
+def _audit(attrs: dict[str, Any]) -> str:
+    """`--audit fp64`: its rule and verdict, then each component kind's largest float64 difference and floor
+    (the audit checks themselves are rows of the checks table, stage `audit`)."""
+    section = attrs.get("audit")
+    if not section:
+        return ""
+    out = ['<section id="audit"><h2>float64 audit</h2>']
+    if section.get("skipped"):
+        out.append(f"<p>Skipped: {e(section['skipped'])}</p>")
+        return "\n".join(out) + "</section>"
+    flagged = section.get("flagged") or []
+    head = f"{len(flagged)} of {section.get('components', 0)} components flagged" if flagged else "no component flagged"
+    out.append(f"<p><b>{e(head)}</b> (step {e(str(section.get('step', 0)))}, the port on the reference's inputs).</p>")
+    if flagged:
+        out.append("<ul>" + "".join(f"<li><code>{e(f)}</code></li>" for f in flagged) + "</ul>")
+    rows = [
+        [
+            e(kind),
+            num(_float(found.get("rel_l2"))),
+            num(_float(found.get("floor"))),
+            f"<code>{e(found.get('at', ''))}</code>",
+        ]
+        for kind, found in (section.get("largest_by_kind") or {}).items()
+    ]
+    out.append(_table(["component kind", "largest rel L2", "its floor", "at"], rows, frozenset({1, 2})))
+    out.append(
+        f'<p class="note">Rule: {e(section.get("rule", ""))}. Not audited: {e(section.get("not_audited", ""))}. '
+        f"{e(str(section.get('seconds')))} s for the audit's runs.</p>"
+    )
+    return "\n".join(out) + "</section>"
+
+
 def _checks(frame: pd.DataFrame) -> str:
     head = ["", "stage", "tensor", "step", "block", "status", "max abs", "rel L2", "1 − cos", "SQNR dB", "tolerance"]
     head.append("message")
@@ -513,6 +545,7 @@ def render(directory: str | Path, sensitivity_root: str | Path = sensitivity_cac
         _plots(frame),
         _isolated(attrs),
         _referee(attrs),
+        _audit(attrs),
         _sensitivity_of_run(attrs, Path(sensitivity_root)),
         _checks(frame),
         f'<p class="note">parity {e(versions.get("parity", ""))} · report.json beside this file.</p>',

@@ -114,6 +114,15 @@ def trace_bytes(trace: Trace) -> dict[str, int]:
     return {"total": sum(n for _, n in sizes), "blocks": sum(n for is_block, n in sizes if is_block)}
 
 
+def _where_raised(exc: BaseException) -> str:
+    """`file.py:line: source` of the frame that raised `exc`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno}: {(last.line or '').strip()}"
+
+
 def _first_failing_step(checks: tuple[Check, ...]) -> int | None:
     steps = [c.step for c in checks if not c.passed and c.step is not None and c.block is None]
     return min(steps) if steps else None
@@ -273,8 +282,9 @@ class Session:
             if isinstance(exc, (ParityError, online.Aborted)) or not isinstance(exc, Exception):
                 raise
             write_atomic(self.out_dir / f"{side}-traceback.txt", traceback.format_exc())
+            said = str(exc) or _where_raised(exc)  # a bare `assert` says nothing: name its line instead
             raise ParityError(
-                f"{LABELS[side]} failed: {type(exc).__name__}: {exc} (traceback in {side}-traceback.txt)"
+                f"{LABELS[side]} failed: {type(exc).__name__}: {said} (traceback in {side}-traceback.txt)"
             ) from exc
         finally:  # also when the port stopped: its Req is why, when it broke the contract
             self._keep_contract(trace, runner.last_info)

@@ -411,3 +411,19 @@ def test_the_sensitivity_run_writes_the_page_and_a_fault_in_it_costs_only_the_pa
     (out / "report.json").write_text(json.dumps({"kind": "sensitivity", "sensitivity": {"rows": "x"}}))
     write_page(out)
     assert not (out / "report.html").exists() and "Traceback" in (out / report.HTML_TRACEBACK).read_text()
+
+
+def test_the_audit_section_names_the_flags_and_each_kinds_largest_difference_and_floor(tmp_path):
+    flagged = "audit/hidden_states step 0 block transformer_blocks.<0>"
+    audit_section = {
+        "mode": "fp64", "rule": "rel_l2 <= max(10 x floor, 1e-12)", "step": 0, "components": 11,
+        "flagged": [flagged], "not_audited": "the text encoders", "seconds": 1.25,
+        "largest_by_kind": {"block": {"rel_l2": 7.9e-7, "floor": 4.3e-9, "at": "hidden_states step 0 block b"}},
+    }  # fmt: skip
+    page = write_report(tmp_path, document([], audit=audit_section))
+    found = section(page, "audit")
+    assert "1 of 11 components flagged" in found and "transformer_blocks.&lt;0&gt;" in found  # escaped
+    assert "7.9e-07" in found and "4.3e-09" in found and "rel_l2 &lt;= max(10 x floor, 1e-12)" in found
+    skipped = write_report(tmp_path / "skipped", document([], audit={"mode": "fp64", "skipped": "AssertionError"}))
+    assert "Skipped: AssertionError" in section(skipped, "audit")
+    assert 'id="audit"' not in write_report(tmp_path / "none", document([]))
