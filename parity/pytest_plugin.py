@@ -10,7 +10,7 @@
 Either runs the case through `parity.run_case` in the test's process: a pass passes, a fail fails the test
 with the first divergence and its hints as the message (the console lines of `parity run`), an error (exit 2
 kind: bad input, a side that could not run) makes the test an error with its one line. Keywords: `mode`,
-`plugins`, `block_steps`, `referee`, `save_traces`, `verbose` as `parity run`'s flags; any other keyword
+`plugins`, `block_steps`, `referee`, `audit`, `save_traces`, `verbose` as `parity run`'s flags; any other keyword
 overrides the case as its flag does (`dtype`, `steps`, `device`, ...). Reports go to the test's tmp_path,
 or under `--parity-reports DIR` (one folder per test); the path is printed in the test's "parity" report
 section and recorded as the `parity_report` property (JUnit XML).
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from parity.results import RunReport
 
 # Keywords that say how to run; the others override the case (Case.with_overrides, as the CLI's flags).
-RUN_OPTIONS = ("mode", "plugins", "block_steps", "referee", "save_traces", "verbose")
+RUN_OPTIONS = ("mode", "plugins", "block_steps", "referee", "audit", "save_traces", "verbose")
 _REPORT = pytest.StashKey["RunReport"]()
 _RUNS = pytest.StashKey[int]()
 _ERROR = ("parity_outcome", "error")  # a user property: a case that could not run, shown as an error
@@ -138,9 +138,9 @@ def _run(request: pytest.FixtureRequest, target: str, options: dict[str, Any]) -
             f"parity: error: {target}: unknown option(s) {unknown}: run options are {', '.join(RUN_OPTIONS)}; "
             "others override the case's keys (dtype, steps, seed, ...)"
         )
-    modes, referees = ("full", "isolated", "both"), (None, "fp64")  # as `parity run --mode`, `--referee`
-    if run.get("mode", "full") not in modes or run.get("referee") not in referees:
-        raise CaseError(f"parity: error: {target}: mode must be one of {modes}, referee None or 'fp64'")
+    modes, referees = ("full", "isolated", "both"), (None, "fp64")  # as `parity run --mode`, `--referee`, `--audit`
+    if run.get("mode", "full") not in modes or run.get("referee") not in referees or run.get("audit") not in referees:
+        raise CaseError(f"parity: error: {target}: mode must be one of {modes}, referee and audit None or 'fp64'")
     node = request.node
     try:
         case = cases.resolve(target, family=options.get("family")).with_overrides(**options)
@@ -161,6 +161,7 @@ def _run(request: pytest.FixtureRequest, target: str, options: dict[str, Any]) -
             verbose=run.get("verbose", False),
             plugin_specs=specs,
             save_traces=run.get("save_traces", False),
+            audit_mode=run.get("audit"),
         )
     except ParityError as exc:
         raise CaseError(f"parity: error: {exc.one_line()}") from None
