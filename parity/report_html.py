@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import html
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -306,37 +307,42 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _referee(attrs: dict[str, Any]) -> str:
-    judged = attrs.get("referee")
-    if not judged:
+def _replay_section(ident: str, title: str, found: dict | None, body: Callable[[dict], list[str]]) -> str:
+    """A float64 replay's section (the referee's, the audit's): nothing when the run made none, its reason
+    when it was skipped, else `body`'s paragraphs and tables."""
+    if not found:
         return ""
-    out = ['<section id="referee"><h2>fp64 referee</h2>']
-    if judged.get("skipped"):
-        out.append(f"<p>Skipped: {e(judged['skipped'])}</p>")
-    else:
-        verdict = "numerically equivalent" if judged.get("equivalent") else "not equivalent: a logic difference"
-        out.append(f"<p><b>{e(verdict)}</b> at <code>{e(_where({'stage': 'denoising', **judged}))}</code>.</p>")
-        rows = [
-            ["reference error: rel_l2(ref, ref_fp64)", num(_float(judged.get("reference_error")))],
-            ["port error: rel_l2(port, ref_fp64)", num(_float(judged.get("port_error")))],
-            ["rel_l2(port_fp64, ref_fp64)", num(_float(judged.get("port_fp64_vs_reference_fp64")))],
-            ["closer to ref_fp64", e(judged.get("closer", ""))],
-        ]
-        out.append(_table(None, rows, frozenset({1})))
-        out.append(f'<p class="note">Rule: {e(judged.get("rule", ""))}</p>')
-    return "\n".join(out) + "</section>"
+    inner = [f"<p>Skipped: {e(found['skipped'])}</p>"] if found.get("skipped") else body(found)
+    return "\n".join([f'<section id="{ident}"><h2>{title}</h2>', *inner]) + "</section>"
+
+
+def _referee(attrs: dict[str, Any]) -> str:
+    return _replay_section("referee", "fp64 referee", attrs.get("referee"), _judgement)
+
+
+def _judgement(judged: dict) -> list[str]:
+    verdict = "numerically equivalent" if judged.get("equivalent") else "not equivalent: a logic difference"
+    rows = [
+        ["reference error: rel_l2(ref, ref_fp64)", num(_float(judged.get("reference_error")))],
+        ["port error: rel_l2(port, ref_fp64)", num(_float(judged.get("port_error")))],
+        ["rel_l2(port_fp64, ref_fp64)", num(_float(judged.get("port_fp64_vs_reference_fp64")))],
+        ["closer to ref_fp64", e(judged.get("closer", ""))],
+    ]
+    return [
+        f"<p><b>{e(verdict)}</b> at <code>{e(_where({'stage': 'denoising', **judged}))}</code>.</p>",
+        _table(None, rows, frozenset({1})),
+        f'<p class="note">Rule: {e(judged.get("rule", ""))}</p>',
+    ]
 
 
 def _audit(attrs: dict[str, Any]) -> str:
+    return _replay_section("audit", "float64 audit", attrs.get("audit"), _audited)
+
+
+def _audited(section: dict) -> list[str]:
     """`--audit fp64`: its rule and verdict, then each component kind's largest float64 difference and floor
     (the audit checks themselves are rows of the checks table, stage `audit`)."""
-    section = attrs.get("audit")
-    if not section:
-        return ""
-    out = ['<section id="audit"><h2>float64 audit</h2>']
-    if section.get("skipped"):
-        out.append(f"<p>Skipped: {e(section['skipped'])}</p>")
-        return "\n".join(out) + "</section>"
+    out = []
     flagged = section.get("flagged") or []
     head = f"{len(flagged)} of {section.get('components', 0)} components flagged" if flagged else "no component flagged"
     out.append(f"<p><b>{e(head)}</b> (step {e(str(section.get('step', 0)))}, the port on the reference's inputs).</p>")
@@ -356,7 +362,7 @@ def _audit(attrs: dict[str, Any]) -> str:
         f'<p class="note">Rule: {e(section.get("rule", ""))}. Not audited: {e(section.get("not_audited", ""))}. '
         f"{e(str(section.get('seconds')))} s for the audit's runs.</p>"
     )
-    return "\n".join(out) + "</section>"
+    return out
 
 
 def _checks(frame: pd.DataFrame) -> str:
