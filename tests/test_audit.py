@@ -152,3 +152,28 @@ def test_promotion_is_undone_when_the_replay_raises():
     except RuntimeError:
         pass
     assert torch.ones(1).float().dtype == torch.float32 and torch.zeros(1, dtype=torch.float16).dtype == torch.float16
+
+
+class AssertsFloat32(torch.nn.Module):
+    """As SGLang's Wan block: a float32 modulation table added to a float32 cast, and an assert on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale_shift_table = torch.nn.Parameter(torch.randn(4, generator=torch.Generator().manual_seed(4)))
+        self.linear = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        modulation = self.scale_shift_table + x.float()
+        assert modulation.dtype == torch.float32
+        return self.linear(x) * modulation
+
+
+def test_kept_parameters_and_casts_stay_float32_and_the_rest_replays_in_float64():
+    module = AssertsFloat32()
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(5))
+    out = replay_fp64(module, (x,), {}, keep=("scale_shift_table",))
+    assert out.dtype == torch.float64
+    with torch.no_grad():
+        linear = torch.nn.functional.linear(x.double(), module.linear.weight.double(), module.linear.bias.double())
+    assert torch.equal(out, linear * (module.scale_shift_table + x).double())  # the table's sum rounded to float32
+    assert module.linear.weight.dtype == module.scale_shift_table.dtype == torch.float32

@@ -221,6 +221,11 @@ class FamilyAdapter:
         within a DiT call (`dit_time_embedding_input.<k>`): modules of a class named `Timesteps`
         (Diffusers' and SGLang's subclass of it), called in the same order on both sides (Flux: the
         timestep, then the guidance). The value a DiT is conditioned on, in the same units on both sides.
+    replay_keeps_float32: names of parameters (the last part of their path) that the float64 replay (the
+        fp64 referee, `--audit fp64`) leaves in their dtype, and then the libraries' explicit float32 casts
+        too instead of promoting them to float64: SGLang's Wan block asserts its modulation is float32
+        (`wanvideo.py`: `e = self.scale_shift_table + temb.float()`, `assert shift_msa.dtype == torch.float32`);
+        Diffusers' Wan computes the same sum the same way, so both round it alike.
     dit_guidance: False when the DiT has no embedded-guidance input, so `dit_guidance` is not
         recorded even if a side passes one that the DiT ignores (SGLang hands Wan's DiT its
         embedded_cfg_scale, which Wan's forward never reads).
@@ -260,6 +265,7 @@ class FamilyAdapter:
     video: bool = False
     dit_guidance: bool = True
     time_embedding_inputs: bool = False
+    replay_keeps_float32: tuple[str, ...] = ()
     block_inputs: tuple[str, ...] | None = None
     block_lists_chained: bool = True
     call_inputs: tuple[tuple[str, object], ...] = ()

@@ -24,6 +24,9 @@ WAN = FamilyAdapter(
     ),
     block_lists=("blocks",),
     video=True,
+    # SGLang's Wan block asserts its modulation (scale_shift_table + temb.float()) is float32: float64 replays
+    # keep those tables, and the float32 casts, as they are.
+    replay_keeps_float32=("scale_shift_table",),
     # SGLang passes its embedded_cfg_scale (6.0) as `guidance` to Wan's DiT, which never reads it.
     dit_guidance=False,
 )

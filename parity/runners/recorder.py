@@ -87,6 +87,7 @@ class DenoisingRecorder:
         self.replay_block = options.replay_block
         self.replaying = False
         self.audit = options.audit  # the DiT call's float64 replay records its blocks too (parity.audit)
+        self.keep = adapter.replay_keeps_float32  # parameters a float64 replay leaves as they are
         self.rounding_aux = False  # the audit's second reference replay: blocks' other inputs moved by fp32 rounding
         self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
         self.embeddings_this_call = 0  # calls of the DiT's time embeddings within its current call
@@ -186,7 +187,9 @@ class DenoisingRecorder:
             try:
                 for suffix in replays:
                     self.rounding_aux = suffix == FLOOR
-                    replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules)
+                    replayed = replay_fp64(
+                        self.transformer, args, kwargs, parts=self.block_modules, keep=self.keep
+                    )
                     self._add(replayed_name + suffix, stack_samples(first_tensor(replayed)) * self.output_scale)
             finally:
                 self.replaying = self.rounding_aux = False
@@ -274,26 +277,29 @@ class DenoisingRecorder:
             args, kwargs = named_arguments(module, args, kwargs)
             if self.rounding_aux:  # the floor's replay: this block again, its other inputs moved by float32 rounding
                 args, kwargs = self._aux_rounded(position, module, args, kwargs)
-                output = replay_fp64(module, args, kwargs)
+                output = self._fp64(module, args, kwargs)
                 self._record_block(block, self._named(output, position, bound_arguments(module, args, kwargs)))
                 return output  # the next blocks continue from it
             if self.teacher is not None:
                 args, kwargs = self._reference_block_inputs(position, module, args, kwargs)
                 with torch.no_grad():
                     # in the audit's float64 replay: the block in float64 on the reference's float64 inputs
-                    output = replay_fp64(module, args, kwargs) if self.replaying else module.forward(*args, **kwargs)
+                    output = self._fp64(module, args, kwargs) if self.replaying else module.forward(*args, **kwargs)
             bound = bound_arguments(module, args, kwargs)
             self._record_block(block, self._named(output, position, bound))
             if self.step == self.replay_step and block == self.replay_block:
                 self.replaying = True
                 try:
-                    replayed = self._named(replay_fp64(module, args, kwargs), position, bound)
+                    replayed = self._named(self._fp64(module, args, kwargs), position, bound)
                 finally:
                     self.replaying = False
                 self._record_block(block, {name + FP64: value for name, value in replayed.items()})
             return None
 
         return on_block
+
+    def _fp64(self, module: Any, args: tuple, kwargs: dict) -> Any:
+        return replay_fp64(module, args, kwargs, keep=self.keep)
 
     def _aux_rounded(self, position: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """The block's (args, kwargs) with every floating input but the hidden states it chains moved by one

@@ -24,7 +24,14 @@ def to_double(value: Any) -> Any:
     return value
 
 
-def replay_fp64(module: Any, args: tuple, kwargs: dict, parts: Sequence[Any] = (), whole: bool | None = None) -> Any:
+def replay_fp64(
+    module: Any,
+    args: tuple,
+    kwargs: dict,
+    parts: Sequence[Any] = (),
+    whole: bool | None = None,
+    keep: tuple[str, ...] = (),
+) -> Any:
     """The module's output on the same call with its weights and inputs in float64.
 
     Cast in place and cast back (float64 holds every fp32/bf16 value exactly, so the round trip
@@ -34,18 +41,21 @@ def replay_fp64(module: Any, args: tuple, kwargs: dict, parts: Sequence[Any] = (
     Where the whole module fits in float64 (on the CPU, or in half the GPU's free memory) it is cast
     whole instead (`whole`: True / False decides it): some DiTs use a block's weights outside its
     forward (Helios projects the cross-attention keys and values of every block up front).
+    `keep`: names of parameters left in their dtype, and then the libraries' float32 casts too
+    (FamilyAdapter.replay_keeps_float32); otherwise those casts give float64 (`promoted_to_float64`).
     """
     parts = () if (_fits_whole(module) if whole is None else whole) else parts
-    inside = {id(t) for part in parts for t in _tensors(part)}
-    rest = [t for t in _tensors(module) if id(t) not in inside]
+    inside = {id(t) for part in parts for t in _tensors(part, keep)}
+    rest = [t for t in _tensors(module, keep) if id(t) not in inside]
     device = next(iter(module.parameters()), torch.empty(0)).device.type
     with contextlib.ExitStack() as stack:
         for part in parts:
-            stack.enter_context(_float64_while_running(part))
+            stack.enter_context(_float64_while_running(part, keep))
         stack.enter_context(_float64(rest))
         # The library may run its DiT under autocast (SGLang can): float64 means no autocast.
         stack.enter_context(torch.autocast(device_type=device, enabled=False))
-        stack.enter_context(promoted_to_float64())
+        if not keep:
+            stack.enter_context(promoted_to_float64())
         with torch.no_grad():
             return module.forward(*to_double(args), **to_double(kwargs))
 
@@ -79,8 +89,10 @@ def _fits_whole(module: Any) -> bool:
     return extra < free / 2
 
 
-def _tensors(module: Any) -> list[torch.Tensor]:
-    return list(module.parameters()) + list(module.buffers())
+def _tensors(module: Any, keep: tuple[str, ...] = ()) -> list[torch.Tensor]:
+    """The module's parameters and buffers, but those whose name ends with one of `keep`."""
+    named = [*module.named_parameters(), *module.named_buffers()]
+    return [t for name, t in named if not (keep and name.split(".")[-1] in keep)]
 
 
 @contextlib.contextmanager
@@ -97,13 +109,13 @@ def _float64(tensors: list[torch.Tensor]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _float64_while_running(part: Any) -> Iterator[None]:
+def _float64_while_running(part: Any, keep: tuple[str, ...] = ()) -> Iterator[None]:
     """`part`'s weights in float64 only from its forward's start to its end (forward hooks)."""
     held: list[contextlib.ExitStack] = []
 
     def before(module: Any, args: Any) -> None:
         stack = contextlib.ExitStack()
-        stack.enter_context(_float64(_tensors(module)))
+        stack.enter_context(_float64(_tensors(module, keep)))
         held.append(stack)
 
     def after(module: Any, args: Any, output: Any) -> None:
