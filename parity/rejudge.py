@@ -111,6 +111,8 @@ def rejudge(report: Path, out: Path | None = None, case_spec: str | None = None)
     notes += [f"rejudged from the traces saved in {source} (no pipeline ran)"]
     if doc.get("referee"):
         notes.append("the fp64 referee was not replayed (rejudge runs no pipeline)")
+    if doc.get("audit"):
+        notes.append("the float64 audit was not replayed (rejudge runs no pipeline): its checks are not in this report")
     expected = [f"expected to fail: {case.reason}"] if case.expected_for() == "fail" else []
     kept = [n for n in doc.get("notes") or [] if not n.startswith("expected to fail: ")]
     result = RunReport(
