@@ -65,6 +65,12 @@ class Taps:
         while self._undo:
             self._undo.pop()()
 
+    def set_attribute(self, obj: Any, name: str, value: Any) -> None:
+        """`obj.name = value` until the taps are removed, then the attribute as it was."""
+        saved = getattr(obj, name)
+        setattr(obj, name, value)
+        self._undo.append(lambda: setattr(obj, name, saved))
+
     def wrap_method(self, obj: Any, name: str, on_call: OnCall, before: Before | None = None) -> None:
         """Call `on_call(args, kwargs, result)` after every `obj.name(...)` (and `before(args,
         kwargs)` ahead of it); either may return a replacement (teacher forcing).

@@ -171,6 +171,10 @@ class PortSpec(SideSpec):
     precision_fields: further SGLang pipeline-config fields that hold a precision ("fp32", "bf16"), set
         to the case's dtype beside dit_precision (HeliosT2VConfig.precision, default bf16, is the dtype
         Helios' denoising stage casts the DiT's inputs to, whatever dit_precision says); the report notes it.
+    replay_dit_attributes: attributes set on SGLang's DiT for the runs that replay it in float64 (the fp64
+        referee's, `--audit fp64`'s): a cache the library fills in the run dtype outside the DiT call turned
+        off, so the replayed call computes it (SGLang's LTX-2 projects every block's prompt K/V before the loop
+        and calls its DiT without the prompt embeddings: `caches_prompt_kv=False` keeps them in the call).
     config_inputs: names of `FamilyAdapter.call_inputs` that SGLang reads from its pipeline config, not from
         the request: set as ServerArgs keywords when the pipeline is built and left out of the request
         (Helios' pyramid steps per stage: a call argument in Diffusers, HeliosMidConfig's
@@ -194,6 +198,7 @@ class PortSpec(SideSpec):
     precision_fields: tuple[str, ...] = ()
     frames_layout: str = "bcthw"
     config_inputs: tuple[str, ...] = ()
+    replay_dit_attributes: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,6 +68,9 @@ LTX2 = LTX2Adapter(
         # LTX2PipelineConfig.audio_vae_precision (default bf16) is the dtype SGLang decodes the audio latents
         # in, whatever vae_precision says.
         precision_fields=("audio_vae_precision",),
+        # SGLang's LTX-2 denoising stage projects every block's prompt K/V before the loop, in the run dtype, and
+        # calls the DiT without the prompt embeddings: a float64 replay needs them projected in the call.
+        replay_dit_attributes=(("caches_prompt_kv", False),),
     ),
     # Both libraries keep the video latents packed (B, F*H*W, C) through denoising.
     latent_layout="ltx_packed",

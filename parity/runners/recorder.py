@@ -187,9 +187,7 @@ class DenoisingRecorder:
             try:
                 for suffix in replays:
                     self.rounding_aux = suffix == FLOOR
-                    replayed = replay_fp64(
-                        self.transformer, args, kwargs, parts=self.block_modules, keep=self.keep
-                    )
+                    replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules, keep=self.keep)
                     self._add(replayed_name + suffix, stack_samples(first_tensor(replayed)) * self.output_scale)
             finally:
                 self.replaying = self.rounding_aux = False

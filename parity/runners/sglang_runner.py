@@ -378,6 +378,9 @@ class SGLangRunner:
                 for index, encoder in enumerate(text_encoders(pipe.modules)):
                     tap_encoder_inputs(taps, encoder, index, trace, teacher)
             loop.tap_dit(taps, pipe.get_module("transformer"), adapter, Side.PORT)
+            if options.replay_step is not None:  # a float64 replay: caches filled in the run dtype turned off
+                for name, value in adapter.port.replay_dit_attributes:
+                    taps.set_attribute(pipe.get_module("transformer"), name, value)
             if adapter.port.denoising_scheduler is not None:  # set up inside the denoising stage
                 fields.tap_scheduler(pipe.get_module(adapter.port.denoising_scheduler), taps)
             tap_vae_decode(taps, pipe.get_module("vae"), trace, teacher)
