@@ -84,3 +84,14 @@ def test_a_deep_copy_of_a_tapped_object_is_untapped():
         twin = copy.deepcopy(scheduler)  # as LTX-2's pipelines copy their scheduler for the audio latents
         assert twin.step(10) == 11 and scheduler.step(1) == 2
     assert seen == [2] and (scheduler.calls, twin.calls) == (1, 1)
+
+
+def test_set_attribute_holds_until_the_taps_are_removed():
+    class Dit:
+        caches_prompt_kv = True
+
+    dit = Dit()
+    with Taps() as taps:
+        taps.set_attribute(dit, "caches_prompt_kv", False)
+        assert dit.caches_prompt_kv is False
+    assert dit.caches_prompt_kv is True
