@@ -478,9 +478,10 @@ def _audit(cause: Check, checks: list[Check]) -> Hint:
     """The float64 audit flagged a component: a logic difference below the run dtype's rounding."""
     found = cause.metrics.rel_l2 if cause.metrics is not None else math.nan
     where = cause.block or "the DiT call"
+    limit, hides_under = cause.evidence.get("limit", math.nan), cause.evidence.get("hides_under", "?")
     symptom = (
         f"in float64, on the reference's inputs, {where} gives another {cause.tensor} (rel L2 {found:.3g}, beyond "
-        f"float64 rounding; it hides under the run's tolerance {cause.evidence.get('hides_under', '?')})"
+        f"the {limit:.2g} rounding explains; it hides under the run's tolerance {hides_under})"
     )
     why = (
         "a logic difference too small for the run dtype to show: a constant slightly off (a norm's eps, RoPE theta, "
