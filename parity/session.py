@@ -719,7 +719,7 @@ def with_audit(session: Session, main: Comparison) -> tuple[Comparison, dict]:
     except ParityError as exc:
         return main, {"mode": "fp64", "skipped": f"float64 replay failed: {exc.one_line()}"}
     seconds = time.perf_counter() - started
-    plain = sum(session.timings.get(phase, 0.0) for phase in ("reference", "port")) or None
+    plain = sum(session.timings.get(phase, 0.0) for phase in ("reference", "port", "online")) or None
     found = [dataclasses.replace(c, order=len(main.checks) + i) for i, c in enumerate(found)]
     checks = tuple(sorted((*main.checks, *found), key=Check.execution_key))
     return Comparison.judge(main.mode, checks, main.noise), audit.summary(found, seconds, plain)
