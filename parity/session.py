@@ -556,7 +556,7 @@ class Session:
         every block recorded, the port teacher-forced and each of its blocks run in float64 on the
         reference's float64 input; one `audit` check per component."""
         step = 0
-        options = RunOptions(block_steps=frozenset({step}), replay_step=step, audit=True)
+        options = RunOptions(replay_step=step, audit=True)  # blocks recorded inside the replays only
         for trace in self.traces.values():  # the GPU's memory for the float64 replay, not for records
             trace.move_to("cpu")
         reference = Trace(Side.REFERENCE, self.case.device)
