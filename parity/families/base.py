@@ -95,6 +95,10 @@ class ReferenceSpec(SideSpec):
     latent_methods: further Diffusers pipeline methods whose outputs are recorded at latent preparation, as
         (method, the canonical name of each item it returns), e.g. LTX-2's ("prepare_audio_latents",
         ("audio_latents",)); the port's side is a `PortSpec.latent_fields` entry.
+    replay_floor_arguments: DiT call arguments the reference computes outside the call in float32 where the port
+        computes them inside: the float64 audit's floor replay moves them by one float32 rounding too, so the
+        floor covers the reference's own rounding of them (Diffusers' LTX-2 pipeline builds the RoPE coordinates,
+        1/24 s steps, and passes `video_coords` / `audio_coords`; SGLang's DiT builds them itself).
     """
 
     image_argument: str = "image"
@@ -105,6 +109,7 @@ class ReferenceSpec(SideSpec):
     omitted_arguments: tuple[str, ...] = ()
     text_modules: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
     latent_methods: tuple[tuple[str, tuple[str | None, ...]], ...] = ()
+    replay_floor_arguments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ LTX2 = LTX2Adapter(
         # The audio stream's initial noise, packed (B, L, C*M).
         latent_methods=(("prepare_audio_latents", ("audio_latents",)),),
         cfg_scale_argument="guidance_scale",
+        # The pipeline builds the RoPE coordinates in float32 and passes them in; SGLang's DiT builds them itself.
+        replay_floor_arguments=("video_coords", "audio_coords"),
     ),
     port=PortSpec(
         # SGLang 0.5.23 registers Lightricks/LTX-2 (short name "LTX-2") with LTX2PipelineConfig.

@@ -88,6 +88,8 @@ class DenoisingRecorder:
         self.replaying = False
         self.audit = options.audit  # the DiT call's float64 replay records its blocks too (parity.audit)
         self.keep = adapter.replay_keeps_float32  # parameters a float64 replay leaves as they are
+        # DiT call arguments the audit's floor replay also moves by a float32 rounding (the reference's only)
+        self.floor_arguments = adapter.reference.replay_floor_arguments if side == Side.REFERENCE else ()
         self.rounding_aux = False  # the audit's second reference replay: blocks' other inputs moved by fp32 rounding
         self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
         self.embeddings_this_call = 0  # calls of the DiT's time embeddings within its current call
@@ -187,6 +189,9 @@ class DenoisingRecorder:
             try:
                 for suffix in replays:
                     self.rounding_aux = suffix == FLOOR
+                    if self.rounding_aux:
+                        moved = {k: float32_rounding_moved(v) for k, v in kwargs.items() if k in self.floor_arguments}
+                        kwargs = {**kwargs, **moved}
                     replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules, keep=self.keep)
                     self._add(replayed_name + suffix, stack_samples(first_tensor(replayed)) * self.output_scale)
             finally:
