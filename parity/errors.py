@@ -10,4 +10,6 @@ class ParityError(Exception):
     exit_code = 2
 
     def one_line(self) -> str:
-        return " ".join(str(self).split())
+        """The message on one line: its line breaks become spaces; runs of spaces inside stay (a key named
+        "  " must be named as it is)."""
+        return " ".join(line.strip() for line in str(self).splitlines() if line.strip())
