@@ -527,6 +527,18 @@ class Session:
             self.start_pngs("isolated")
         return self.compare("isolated", Mode.ISOLATED)
 
+    def replay_runs(self, options: RunOptions, phase: str) -> tuple[Trace, Trace]:
+        """The reference, then the port teacher-forced on it, each run with `options`' float64 replays (the
+        referee's, the audit's): phases `<phase>_reference`, `<phase>_port`. The run's records leave the GPU
+        first: its memory is for the float64 replay."""
+        for trace in self.traces.values():
+            trace.move_to("cpu")
+        reference = Trace(Side.REFERENCE, self.case.device)
+        self.run_side(Side.REFERENCE, reference, options, f"{phase}_reference")
+        port = Trace(Side.PORT, self.case.device)
+        self.run_side(Side.PORT, port, dataclasses.replace(options, teacher=reference), f"{phase}_port")
+        return reference, port
+
     def referee(self, target: Check) -> referee.Judgement | dict[str, str]:
         """Replay the target's component in float64 on both sides (the port teacher-forced) and judge
         (parity.referee); a dict saying why when there is nothing to judge."""
@@ -534,15 +546,8 @@ class Session:
             return {"skipped": "under CFG the guided noise_pred is the CFG combine, not a DiT call"}
         step = target.step
         assert step is not None  # referee_target picks checks of one step
-        blocks = frozenset({step})
-        replay = RunOptions(block_steps=blocks, replay_step=step, replay_block=target.block)
-        for trace in self.traces.values():  # the GPU's memory for the float64 replay, not for records
-            trace.move_to("cpu")
-        reference = Trace(Side.REFERENCE, self.case.device)
-        self.run_side(Side.REFERENCE, reference, replay, "referee_reference")
-        port = Trace(Side.PORT, self.case.device)
-        forced = dataclasses.replace(replay, teacher=reference)
-        self.run_side(Side.PORT, port, forced, "referee_port")
+        replay = RunOptions(block_steps=frozenset({step}), replay_step=step, replay_block=target.block)
+        reference, port = self.replay_runs(replay, "referee")
         keys = [Key(target.tensor, step, target.block), Key(target.tensor + referee.FP64, step, target.block)]
         found = [trace.get(key) for trace in (reference, port) for key in keys]
         records = [r for r in found if r is not None]
@@ -556,13 +561,7 @@ class Session:
         every block recorded, the port teacher-forced and each of its blocks run in float64 on the
         reference's float64 input; one `audit` check per component."""
         step = 0
-        options = RunOptions(replay_step=step, audit=True)  # blocks recorded inside the replays only
-        for trace in self.traces.values():  # the GPU's memory for the float64 replay, not for records
-            trace.move_to("cpu")
-        reference = Trace(Side.REFERENCE, self.case.device)
-        self.run_side(Side.REFERENCE, reference, options, "audit_reference")
-        port = Trace(Side.PORT, self.case.device)
-        self.run_side(Side.PORT, port, dataclasses.replace(options, teacher=reference), "audit_port")
+        reference, port = self.replay_runs(RunOptions(replay_step=step, audit=True), "audit")  # blocks: replays only
         pairs = [(p.key.tensor, p.key.block, p.reference, p.port) for p in align(reference, port, self.adapter)]
         return audit.checks(audit.components(pairs), step, self.setup.policy)
 

@@ -90,7 +90,7 @@ class DenoisingRecorder:
         self.keep = adapter.replay_keeps_float32  # parameters a float64 replay leaves as they are
         # DiT call arguments the audit's floor replay also moves by a float32 rounding (the reference's only)
         self.floor_arguments = adapter.reference.replay_floor_arguments if side == Side.REFERENCE else ()
-        self.rounding_aux = False  # the audit's second reference replay: blocks' other inputs moved by fp32 rounding
+        self.moving_aux = False  # the audit's second reference replay: blocks' other inputs moved by fp32 rounding
         self.block_modules: list[Any] = []  # every block of the DiT: the DiT call's replay casts one at a time
         self.embeddings_this_call = 0  # calls of the DiT's time embeddings within its current call
         self.transformer: Any = None
@@ -188,14 +188,14 @@ class DenoisingRecorder:
             replays = [FP64] + ([FLOOR] if self.audit and self.teacher is None else [])
             try:
                 for suffix in replays:
-                    self.rounding_aux = suffix == FLOOR
-                    if self.rounding_aux:
+                    self.moving_aux = suffix == FLOOR
+                    if self.moving_aux:
                         moved = {k: float32_rounding_moved(v) for k, v in kwargs.items() if k in self.floor_arguments}
                         kwargs = {**kwargs, **moved}
                     replayed = replay_fp64(self.transformer, args, kwargs, parts=self.block_modules, keep=self.keep)
                     self._add(replayed_name + suffix, stack_samples(first_tensor(replayed)) * self.output_scale)
             finally:
-                self.replaying = self.rounding_aux = False
+                self.replaying = self.moving_aux = False
         if self.batched:
             prediction = stack_samples(first_tensor(output)) * self.output_scale
             self._add("noise_pred_cond", prediction)  # _add keeps the conditional half
@@ -241,7 +241,7 @@ class DenoisingRecorder:
     def _suffix(self) -> str:
         """What names a record made inside the DiT call's float64 replay (the audit's): `@fp64`, and
         `@fp64-aux32` in the replay whose blocks get their other inputs moved by float32 rounding (the floor)."""
-        return (FLOOR if self.rounding_aux else FP64) if self.replaying else ""
+        return (FLOOR if self.moving_aux else FP64) if self.replaying else ""
 
     def _record_block(self, block: str, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -278,8 +278,8 @@ class DenoisingRecorder:
             if not self._captures():
                 return None
             args, kwargs = named_arguments(module, args, kwargs)
-            if self.rounding_aux:  # the floor's replay: this block again, its other inputs moved by float32 rounding
-                args, kwargs = self._aux_rounded(position, module, args, kwargs)
+            if self.moving_aux:  # the floor's replay: this block again, its other inputs moved by float32 rounding
+                args, kwargs = self._aux_moved(position, module, args, kwargs)
                 output = self._fp64(module, args, kwargs)
                 self._record_block(block, self._named(output, position, bound_arguments(module, args, kwargs)))
                 return output  # the next blocks continue from it
@@ -304,14 +304,14 @@ class DenoisingRecorder:
     def _fp64(self, module: Any, args: tuple, kwargs: dict) -> Any:
         return replay_fp64(module, args, kwargs, keep=self.keep)
 
-    def _aux_rounded(self, position: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def _aux_moved(self, position: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """The block's (args, kwargs) with every floating input but the hidden states it chains moved by one
         float32 rounding (parity.runners.replay.float32_rounding_moved)."""
         joined = self.joined_at.get(position)
         chained = {joined[0]} if joined is not None else set(self.block_io[position].values())
         bound = bound_arguments(module, args, kwargs)
-        rounded = {name: float32_rounding_moved(value) for name, value in bound.items() if name not in chained}
-        return set_arguments(module, args, kwargs, rounded)
+        moved = {name: float32_rounding_moved(value) for name, value in bound.items() if name not in chained}
+        return set_arguments(module, args, kwargs, moved)
 
     def _named(self, output: Any, position: int, kwargs: dict) -> dict[str, Any]:
         outputs = output if isinstance(output, (tuple, list)) else (output,)
